@@ -1,0 +1,104 @@
+//! Key formats (spec §1): master public keys as 64 hex characters, private
+//! keys as PKCS#8 PEM, and the short key id used in logs.
+
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+pub use zeroize::Zeroizing;
+
+/// Why a key could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The public key is not hex.
+    #[error("invalid master key hex: {0}")]
+    InvalidHex(String),
+    /// The public key is hex, but not 32 bytes.
+    #[error("invalid master key length: got {0} bytes, expected 32")]
+    InvalidLength(usize),
+    /// The 32 bytes are not an Ed25519 point.
+    #[error("invalid master key: not an Ed25519 public key")]
+    NotAPoint,
+    /// The private key is not a PKCS#8 Ed25519 PEM.
+    #[error("invalid private key: expected a PKCS#8 Ed25519 PEM (-----BEGIN PRIVATE KEY-----)")]
+    InvalidPem,
+}
+
+/// Reads a master public key written as 64 hex characters (either case).
+///
+/// ```
+/// use signet_core::parse_public_key_hex;
+/// let hex = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+/// assert!(parse_public_key_hex(hex).is_ok());
+/// assert_eq!(
+///     parse_public_key_hex("a1b2c3").unwrap_err().to_string(),
+///     "invalid master key length: got 3 bytes, expected 32"
+/// );
+/// ```
+pub fn parse_public_key_hex(text: &str) -> Result<VerifyingKey, KeyError> {
+    let bytes = hex::decode(text.trim()).map_err(|e| KeyError::InvalidHex(e.to_string()))?;
+    let bytes: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyError::InvalidLength(bytes.len()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotAPoint)
+}
+
+/// Writes a public key as 64 lowercase hex characters.
+pub fn public_key_hex(key: &VerifyingKey) -> String {
+    hex::encode(key.as_bytes())
+}
+
+/// Reads an Ed25519 private key from a PKCS#8 PEM document.
+pub fn signing_key_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
+    SigningKey::from_pkcs8_pem(pem).map_err(|_| KeyError::InvalidPem)
+}
+
+/// Writes an Ed25519 private key as a PKCS#8 PEM document (zeroed on drop).
+pub fn signing_key_to_pem(key: &SigningKey) -> Result<Zeroizing<String>, KeyError> {
+    key.to_pkcs8_pem(Default::default())
+        .map_err(|_| KeyError::InvalidPem)
+}
+
+/// A short, stable, non-secret id for a master public key, for logs:
+/// the first 8 bytes of its SHA-256, as 16 hex characters.
+pub fn key_id(mk: &[u8; 32]) -> String {
+    let digest = Sha256::digest(mk);
+    hex::encode(&digest[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_key_errors_match_the_original_messages() {
+        assert!(parse_public_key_hex("zz")
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid master key hex: "));
+        assert_eq!(
+            parse_public_key_hex(&"ab".repeat(31))
+                .unwrap_err()
+                .to_string(),
+            "invalid master key length: got 31 bytes, expected 32"
+        );
+    }
+
+    #[test]
+    fn public_keys_read_in_either_case() {
+        let lower = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        let upper = lower.to_uppercase();
+        assert_eq!(parse_public_key_hex(lower), parse_public_key_hex(&upper));
+    }
+
+    #[test]
+    fn pem_round_trips() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let pem = signing_key_to_pem(&key).unwrap_or_default();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let back = signing_key_from_pem(&pem).map(|k| k.to_bytes());
+        assert_eq!(back, Ok([7; 32]));
+    }
+}

@@ -1,0 +1,378 @@
+//! Offline two-step verification (spec §5 steps 3–6, 8 and 9).
+//!
+//! The proxy drives the steps in order; this module owns the ones that need
+//! nothing but the trusted keys, the limits and `now`:
+//!
+//! ```text
+//! ProofHeader ──check(now)──▶ CheckedProof ──verify(request)──▶ VerifiedProof
+//!             steps 3–6                     steps 8–9
+//! ```
+//!
+//! Step 7 (body size) sits between the two calls because the body must be read
+//! before the request signature can be checked. Steps 10–11 (policy, replay)
+//! belong to the proxy.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::error::VerifyError;
+use crate::header::{ProofHeader, Purpose};
+use crate::keys::key_id;
+use crate::request::{write_canonical, BindingMessage, RequestParts};
+
+/// Time limits of verification, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest allowed `|ts - now|` (spec default 30).
+    pub clock_skew: u64,
+    /// Largest allowed `exp - now` (spec default 900).
+    pub max_binding_ttl: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            clock_skew: 30,
+            max_binding_ttl: 900,
+        }
+    }
+}
+
+/// Holds the trusted master keys, the limits and a cache of verified
+/// bindings. Share one per process (it is `Sync`).
+pub struct Verifier {
+    trusted: HashMap<[u8; 32], VerifyingKey>,
+    limits: Limits,
+    bindings: BindingCache,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("trusted_keys", &self.trusted.len())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many verified bindings the cache holds by default.
+pub const DEFAULT_BINDING_CACHE_CAPACITY: usize = 65_536;
+
+impl Verifier {
+    /// A verifier that trusts `keys`.
+    pub fn new(keys: impl IntoIterator<Item = VerifyingKey>, limits: Limits) -> Self {
+        Verifier {
+            trusted: keys.into_iter().map(|k| (k.to_bytes(), k)).collect(),
+            limits,
+            bindings: BindingCache::new(DEFAULT_BINDING_CACHE_CAPACITY),
+        }
+    }
+
+    /// Sets how many verified bindings are remembered (0 turns the cache off).
+    pub fn with_binding_cache_capacity(mut self, capacity: usize) -> Self {
+        self.bindings = BindingCache::new(capacity);
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Steps 3–6: trusted key, expiry, binding lifetime, clock skew. Cheap;
+    /// no signature is checked. Arithmetic cannot overflow: a huge `exp` is
+    /// `BindingTtlTooLong`, a huge `ts` is `ClockSkew`.
+    pub fn check<'a>(
+        &'a self,
+        proof: &'a ProofHeader,
+        now: u64,
+    ) -> Result<CheckedProof<'a>, VerifyError> {
+        let master = self.trusted.get(&proof.mk).ok_or(VerifyError::UnknownKey)?;
+        if now > proof.exp {
+            return Err(VerifyError::BindingExpired);
+        }
+        if proof.exp - now > self.limits.max_binding_ttl {
+            return Err(VerifyError::BindingTtlTooLong);
+        }
+        if proof.ts.abs_diff(now) > self.limits.clock_skew {
+            return Err(VerifyError::ClockSkew);
+        }
+        Ok(CheckedProof {
+            verifier: self,
+            master,
+            proof,
+            now,
+        })
+    }
+}
+
+/// A proof that passed steps 3–6; its signatures are not checked yet.
+#[derive(Debug)]
+pub struct CheckedProof<'a> {
+    verifier: &'a Verifier,
+    master: &'a VerifyingKey,
+    proof: &'a ProofHeader,
+    now: u64,
+}
+
+impl CheckedProof<'_> {
+    /// The parsed proof.
+    pub fn proof(&self) -> &ProofHeader {
+        self.proof
+    }
+
+    /// Steps 8 and 9: the binding signature under `mk` (skipped when this
+    /// exact binding verified before and has not expired), then the request
+    /// signature under `ek` over the canonical request. Both strict Ed25519.
+    pub fn verify(self, request: &RequestParts<'_>) -> Result<VerifiedProof, VerifyError> {
+        let proof = self.proof;
+        let message = BindingMessage::new(&proof.ek, proof.exp, &proof.pur);
+        let cache_key = BindingCache::key(proof, &message);
+        if !self.verifier.bindings.contains(&cache_key, self.now) {
+            self.master
+                .verify_strict(message.as_bytes(), &Signature::from_bytes(&proof.b))
+                .map_err(|_| VerifyError::InvalidBindingSignature)?;
+            self.verifier
+                .bindings
+                .insert(cache_key, proof.exp, self.now);
+        }
+
+        let ephemeral = VerifyingKey::from_bytes(&proof.ek)
+            .map_err(|_| VerifyError::InvalidRequestSignature)?;
+        let signature = Signature::from_bytes(&proof.s);
+        CANONICAL_BUF
+            .with(|buf| {
+                let mut buf = buf.borrow_mut();
+                write_canonical(&mut buf, request, proof.ts, &proof.n);
+                ephemeral.verify_strict(&buf, &signature)
+            })
+            .map_err(|_| VerifyError::InvalidRequestSignature)?;
+
+        Ok(VerifiedProof {
+            mk: proof.mk,
+            ek: proof.ek,
+            exp: proof.exp,
+            pur: proof.pur,
+            ts: proof.ts,
+            n: proof.n,
+        })
+    }
+}
+
+thread_local! {
+    /// One reusable canonical-request buffer per thread: no allocation per
+    /// request once it has grown to the longest target seen.
+    static CANONICAL_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A proof whose binding and request signatures both verified. Only
+/// [`CheckedProof::verify`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedProof {
+    mk: [u8; 32],
+    ek: [u8; 32],
+    exp: u64,
+    pur: Purpose,
+    ts: u64,
+    n: [u8; 16],
+}
+
+impl VerifiedProof {
+    /// The master public key that vouched for this request.
+    pub fn master_key(&self) -> &[u8; 32] {
+        &self.mk
+    }
+
+    /// The ephemeral public key that signed this request.
+    pub fn ephemeral_key(&self) -> &[u8; 32] {
+        &self.ek
+    }
+
+    /// The binding's expiry.
+    pub fn expires_at(&self) -> u64 {
+        self.exp
+    }
+
+    /// The binding's purpose.
+    pub fn purpose(&self) -> &Purpose {
+        &self.pur
+    }
+
+    /// The request time.
+    pub fn timestamp(&self) -> u64 {
+        self.ts
+    }
+
+    /// The request nonce.
+    pub fn nonce(&self) -> &[u8; 16] {
+        &self.n
+    }
+
+    /// The replay key `(ek, n)` (spec §5 step 11).
+    pub fn replay_key(&self) -> [u8; 48] {
+        let mut key = [0u8; 48];
+        key[..32].copy_from_slice(&self.ek);
+        key[32..].copy_from_slice(&self.n);
+        key
+    }
+
+    /// A short, non-secret id of the master key, for logs.
+    pub fn key_id(&self) -> String {
+        key_id(&self.mk)
+    }
+}
+
+const SHARDS: usize = 16;
+
+/// Verified bindings, keyed by a hash of all of `mk, ek, exp, pur, b`, kept
+/// until `exp`. Bounded: when a shard is full, expired entries are dropped;
+/// if it is still full the new binding is simply not cached.
+struct BindingCache {
+    shards: Vec<Mutex<HashMap<[u8; 32], u64>>>,
+    per_shard: usize,
+}
+
+impl BindingCache {
+    fn new(capacity: usize) -> Self {
+        BindingCache {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard: capacity.div_ceil(SHARDS),
+        }
+    }
+
+    /// `mk` and `b` have fixed lengths and the binding message is
+    /// length-prefixed, so the hash input is unambiguous.
+    fn key(proof: &ProofHeader, message: &BindingMessage) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(proof.mk);
+        hasher.update(proof.b);
+        hasher.update(message.as_bytes());
+        hasher.finalize().into()
+    }
+
+    fn shard(&self, key: &[u8; 32]) -> Option<&Mutex<HashMap<[u8; 32], u64>>> {
+        self.shards.get(usize::from(key[0]) % SHARDS)
+    }
+
+    fn contains(&self, key: &[u8; 32], now: u64) -> bool {
+        let Some(shard) = self.shard(key) else {
+            return false;
+        };
+        let Ok(map) = shard.lock() else {
+            return false;
+        };
+        map.get(key).is_some_and(|&exp| now <= exp)
+    }
+
+    fn insert(&self, key: [u8; 32], exp: u64, now: u64) {
+        if self.per_shard == 0 {
+            return;
+        }
+        let Some(Ok(mut map)) = self.shard(&key).map(Mutex::lock) else {
+            return;
+        };
+        if map.len() >= self.per_shard {
+            map.retain(|_, &mut exp| now <= exp);
+        }
+        if map.len() < self.per_shard {
+            map.insert(key, exp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    use crate::request::{Binding, BodyDigest};
+
+    fn proof_at(ts: u64, exp: u64) -> (Verifier, ProofHeader) {
+        let master = SigningKey::from_bytes(&[1; 32]);
+        let ephemeral = SigningKey::from_bytes(&[2; 32]);
+        let binding = Binding::sign(&master, &ephemeral.verifying_key(), exp, Purpose::EMPTY);
+        let request = RequestParts {
+            method: "GET",
+            target: "/user",
+            body_digest: BodyDigest::of(b""),
+        };
+        let proof = binding.sign_request(&ephemeral, &request, ts, [3; 16]);
+        (
+            Verifier::new([master.verifying_key()], Limits::default()),
+            proof,
+        )
+    }
+
+    fn check(verifier: &Verifier, proof: &ProofHeader, now: u64) -> Result<(), VerifyError> {
+        verifier.check(proof, now).map(|_| ())
+    }
+
+    #[test]
+    fn time_checks_hit_their_edges_exactly() {
+        let (v, p) = proof_at(1000, 1900);
+        assert_eq!(check(&v, &p, 1000), Ok(()));
+        assert_eq!(check(&v, &p, 999), Err(VerifyError::BindingTtlTooLong));
+        assert_eq!(check(&v, &p, 1030), Ok(()));
+        assert_eq!(check(&v, &p, 1031), Err(VerifyError::ClockSkew));
+        assert_eq!(check(&v, &p, 970), Err(VerifyError::BindingTtlTooLong));
+        let (v, p) = proof_at(1000, 1000);
+        assert_eq!(check(&v, &p, 1000), Ok(()));
+        assert_eq!(check(&v, &p, 1001), Err(VerifyError::BindingExpired));
+    }
+
+    #[test]
+    fn huge_values_are_time_failures_not_overflows() {
+        let (v, p) = proof_at(u64::MAX, u64::MAX);
+        assert_eq!(check(&v, &p, 1000), Err(VerifyError::BindingTtlTooLong));
+        let (v, p) = proof_at(u64::MAX, 1500);
+        assert_eq!(check(&v, &p, 1000), Err(VerifyError::ClockSkew));
+        let (v, p) = proof_at(0, 1500);
+        assert_eq!(check(&v, &p, 1000), Err(VerifyError::ClockSkew));
+    }
+
+    #[test]
+    fn a_cached_binding_still_needs_a_valid_request_signature() {
+        let (v, mut p) = proof_at(1000, 1500);
+        let request = RequestParts {
+            method: "GET",
+            target: "/user",
+            body_digest: BodyDigest::of(b""),
+        };
+        assert!(v.check(&p, 1000).and_then(|c| c.verify(&request)).is_ok());
+        p.s[0] ^= 1;
+        assert_eq!(
+            v.check(&p, 1000).and_then(|c| c.verify(&request)),
+            Err(VerifyError::InvalidRequestSignature)
+        );
+    }
+
+    #[test]
+    fn a_cached_binding_does_not_cover_a_changed_purpose() {
+        let (v, mut p) = proof_at(1000, 1500);
+        let request = RequestParts {
+            method: "GET",
+            target: "/user",
+            body_digest: BodyDigest::of(b""),
+        };
+        assert!(v.check(&p, 1000).and_then(|c| c.verify(&request)).is_ok());
+        p.pur = Purpose::new("admin").unwrap_or(Purpose::EMPTY);
+        assert_eq!(
+            v.check(&p, 1000).and_then(|c| c.verify(&request)),
+            Err(VerifyError::InvalidBindingSignature)
+        );
+    }
+
+    #[test]
+    fn unknown_master_keys_are_refused_first() {
+        let (_, p) = proof_at(1000, 1500);
+        let stranger = Verifier::new(
+            [SigningKey::from_bytes(&[9; 32]).verifying_key()],
+            Limits::default(),
+        );
+        assert_eq!(check(&stranger, &p, 1000), Err(VerifyError::UnknownKey));
+    }
+}
