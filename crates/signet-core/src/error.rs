@@ -42,6 +42,9 @@ pub enum ErrorCode {
     GatewayTimeout,
     /// The request body did not arrive within the read timeout (product code).
     RequestTimeout,
+    /// The request body could not be read: bad framing or the client went
+    /// away mid-body (product code).
+    InvalidBody,
 }
 
 impl ErrorCode {
@@ -63,13 +66,14 @@ impl ErrorCode {
             Self::BadGateway => "BAD_GATEWAY",
             Self::GatewayTimeout => "GATEWAY_TIMEOUT",
             Self::RequestTimeout => "REQUEST_TIMEOUT",
+            Self::InvalidBody => "INVALID_BODY",
         }
     }
 
     /// The HTTP status code of this refusal.
     pub const fn status(self) -> u16 {
         match self {
-            Self::InvalidProof | Self::InvalidRequestTarget => 400,
+            Self::InvalidProof | Self::InvalidRequestTarget | Self::InvalidBody => 400,
             Self::MissingProof
             | Self::UnknownKey
             | Self::BindingExpired
@@ -110,6 +114,7 @@ impl ErrorCode {
             Self::BadGateway => "The upstream API could not be reached.",
             Self::GatewayTimeout => "The upstream API did not answer in time.",
             Self::RequestTimeout => "The request body did not arrive in time.",
+            Self::InvalidBody => "The request body could not be read.",
         }
     }
 

@@ -1,1 +1,63 @@
-//! placeholder
+//! # signet-proxy
+//!
+//! A reverse proxy for the GitHub API. Clients prove who they are with a
+//! Signet proof (spec: `docs/PROTOCOL.md`); the proxy verifies it offline
+//! with nothing but the trusted master public keys, refuses replays and stale
+//! requests, strips the proof, injects the one shared GitHub token and
+//! streams the upstream's response back.
+//!
+//! Where things live:
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`cli`], [`config`] | flags and environment → validated [`Config`] |
+//! | [`server`], [`connection`] | listener, HTTP/1.1 connections, timeouts, graceful shutdown |
+//! | [`pipeline`] | the request path, stage by stage |
+//! | [`target`], [`health`], [`body`], [`policy`], [`replay`] | one stage each |
+//! | [`forward`] | header rewrite and the pooled upstream client |
+//! | [`refusal`] | every refusal → its JSON response, in one place |
+//! | [`logging`], [`secret`], [`clock`] | logs, the redacted token, `now` |
+//! | [`standin`], [`demo`] | a GitHub API stand-in, and the `demo` command |
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod demo;
+pub mod forward;
+pub mod health;
+pub mod logging;
+pub mod pipeline;
+pub mod policy;
+pub mod refusal;
+pub mod replay;
+pub mod secret;
+pub mod server;
+pub mod standin;
+pub mod target;
+
+pub use cli::Args;
+pub use clock::Clock;
+pub use config::{Config, ConfigError, Upstream};
+pub use pipeline::Proxy;
+pub use replay::{MemoryReplayStore, ReplayStore};
+pub use secret::GitHubToken;
+pub use server::{shutdown_signal, Server, StartError};
+
+/// Runs the proxy with a validated configuration until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let replay = MemoryReplayStore::new(config.replay_capacity);
+    let server = Server::bind(&config, replay).await?;
+    let addr = server.local_addr().unwrap_or(config.listen);
+    tracing::info!(
+        %addr,
+        upstream = %format!("{}://{}{}", config.upstream.scheme, config.upstream.authority, config.upstream.base_path),
+        trusted_keys = config.master_keys.len(),
+        "signet-proxy listening"
+    );
+    server.run(shutdown_signal()).await;
+    tracing::info!("signet-proxy stopped");
+    Ok(())
+}

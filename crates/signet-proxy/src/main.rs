@@ -1,1 +1,39 @@
-fn main() {}
+//! The `signet-proxy` binary: parse flags, validate, run.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use signet_proxy::cli::Command;
+use signet_proxy::{logging, Args, Config};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("signet-proxy: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::Demo) = args.command {
+        return runtime.block_on(signet_proxy::demo::run());
+    }
+    let config = match Config::from_args(&args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("signet-proxy: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(config.log_level);
+    match runtime.block_on(signet_proxy::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("signet-proxy: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

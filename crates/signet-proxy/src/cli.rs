@@ -1,0 +1,101 @@
+//! Command-line flags and environment variables (clap derive).
+//!
+//! These are raw strings and numbers as the user typed them; [`crate::config`]
+//! validates them into a [`crate::Config`]. Flags beat environment variables.
+
+use clap::{Parser, Subcommand};
+
+/// signet-proxy: a reverse proxy for the GitHub API that verifies Signet
+/// proofs offline and injects one shared GitHub token.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "signet-proxy", version, about, long_about = None)]
+pub struct Args {
+    /// What to run instead of the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Port to listen on.
+    #[arg(long, env = "SIGNET_PROXY_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Address to listen on.
+    #[arg(long, env = "SIGNET_PROXY_LISTEN", default_value = "0.0.0.0")]
+    pub listen: String,
+
+    /// GitHub API base URL; may carry a path prefix (GitHub Enterprise: https://ghe.example.com/api/v3).
+    #[arg(
+        long,
+        env = "SIGNET_GITHUB_API",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api: String,
+
+    /// Trusted master public key(s): 64 hex characters each, comma-separated.
+    #[arg(long, env = "SIGNET_MASTER_PUBLIC_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// The shared GitHub token injected into forwarded requests.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+
+    /// Log level: debug, info, warn, error.
+    #[arg(long, env = "SIGNET_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Health check endpoint (GET or HEAD, no proof needed).
+    #[arg(long, default_value = "/healthz")]
+    pub health_path: String,
+
+    /// Longest wait for a request's headers, and then for its body (0 = none).
+    #[arg(long, default_value = "30s")]
+    pub read_timeout: String,
+
+    /// Longest a write to a client may stall before the connection is dropped (0 = none).
+    #[arg(long, default_value = "30s")]
+    pub write_timeout: String,
+
+    /// Keep-alive connections idle this long are closed (0 = never).
+    #[arg(long, default_value = "120s")]
+    pub idle_timeout: String,
+
+    /// Largest allowed |ts - now| of a proof.
+    #[arg(long, default_value = "30s")]
+    pub clock_skew: String,
+
+    /// Largest allowed remaining lifetime (exp - now) of a binding.
+    #[arg(long, default_value = "15m")]
+    pub max_binding_ttl: String,
+
+    /// Largest request body, in bytes or with a KiB/MiB/GiB suffix.
+    #[arg(long, default_value = "1MiB")]
+    pub max_body_size: String,
+
+    /// Longest wait for the upstream's response headers.
+    #[arg(long, default_value = "30s")]
+    pub upstream_timeout: String,
+
+    /// Only accept proofs bound to one of these purposes (comma-separated; default: any).
+    #[arg(long, env = "SIGNET_ALLOWED_PURPOSES")]
+    pub allowed_purposes: Option<String>,
+
+    /// Extra CA certificates (PEM) to trust for the upstream, besides the public web roots.
+    #[arg(long, env = "SIGNET_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<std::path::PathBuf>,
+
+    /// Most (ek, nonce) records the in-memory replay store holds; when full, requests are refused (503).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub replay_capacity: usize,
+
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[arg(long, default_value = "30s")]
+    pub shutdown_timeout: String,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the whole product path on loopback against a built-in GitHub API
+    /// stand-in, with a throwaway key: a signed request, a replay, an unsigned
+    /// request. Exits 0 when each behaves as the spec says.
+    Demo,
+}

@@ -1,0 +1,426 @@
+//! The validated configuration.
+//!
+//! [`Config::from_args`] turns raw [`Args`] into a [`Config`] or a
+//! [`ConfigError`] whose message is what the user sees before the process
+//! exits non-zero. Tests build `Config` values directly with [`Config::new`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Uri};
+use signet_core::{parse_public_key_hex, Purpose, VerifyingKey};
+
+use crate::clock::Clock;
+use crate::secret::GitHubToken;
+use crate::Args;
+
+/// Everything the proxy needs to run, already validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where every verified request goes.
+    pub upstream: Upstream,
+    /// Trusted master public keys (at least one).
+    pub master_keys: Vec<VerifyingKey>,
+    /// The shared GitHub token.
+    pub github_token: GitHubToken,
+    /// Log level filter.
+    pub log_level: tracing::Level,
+    /// Health check path.
+    pub health_path: String,
+    /// Header read timeout, then body read timeout (`None`: no limit).
+    pub read_timeout: Option<Duration>,
+    /// Longest stall of one write to a client (`None`: no limit).
+    pub write_timeout: Option<Duration>,
+    /// Idle keep-alive connections are closed after this (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Largest allowed `|ts - now|`, seconds.
+    pub clock_skew: u64,
+    /// Largest allowed `exp - now`, seconds.
+    pub max_binding_ttl: u64,
+    /// Largest request body, bytes.
+    pub max_body_size: u64,
+    /// Longest wait for the upstream's response headers.
+    pub upstream_timeout: Duration,
+    /// Purposes a proof must carry one of; empty means any.
+    pub allowed_purposes: Vec<Purpose>,
+    /// Extra CA certificates (PEM file) trusted for the upstream.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Capacity of the in-memory replay store.
+    pub replay_capacity: usize,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_timeout: Duration,
+    /// The source of `now`.
+    pub clock: Clock,
+}
+
+/// The configured upstream: scheme, authority and optional base path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and port as written.
+    pub authority: Authority,
+    /// Path prefix without a trailing `/` (empty for api.github.com).
+    pub base_path: String,
+    /// The `Host` header sent upstream: the port only when not the scheme's default.
+    pub host: HeaderValue,
+}
+
+impl Upstream {
+    /// Parses and checks an upstream base URL such as `https://api.github.com`
+    /// or `https://ghe.example.com/api/v3/`.
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        let bad = |why: &str| ConfigError::UpstreamUrl(url.to_owned(), why.to_owned());
+        let uri: Uri = url.parse().map_err(|_| bad("not a valid URL"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| bad("scheme must be http or https"))?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(bad("scheme must be http or https"));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| bad("missing host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("credentials in the URL are not allowed"));
+        }
+        if authority.host().is_empty() {
+            return Err(bad("missing host"));
+        }
+        if uri.query().is_some() {
+            return Err(bad("a query string is not allowed"));
+        }
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => authority.as_str().to_owned(),
+            _ => authority.host().to_owned(),
+        };
+        let host = HeaderValue::from_str(&host).map_err(|_| bad("invalid host"))?;
+        Ok(Upstream {
+            scheme,
+            authority,
+            base_path,
+            host,
+        })
+    }
+}
+
+/// A configuration problem; the message is shown to the user as is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No master key was given.
+    #[error("master public key required: set --master-key or SIGNET_MASTER_PUBLIC_KEY")]
+    MasterKeyMissing,
+    /// A master key is not valid hex, not 32 bytes, or not a point.
+    #[error("{0}")]
+    MasterKey(#[from] signet_core::KeyError),
+    /// No GitHub token was given.
+    #[error("github token required: set --github-token or GITHUB_TOKEN")]
+    GitHubTokenMissing,
+    /// The GitHub token cannot be sent in a header.
+    #[error("invalid github token: it must be visible ASCII without spaces")]
+    GitHubTokenInvalid,
+    /// The upstream URL is unusable.
+    #[error("invalid --github-api URL {0:?}: {1}")]
+    UpstreamUrl(String, String),
+    /// A flag has a value that does not parse.
+    #[error("invalid --{flag} {value:?}: {why}")]
+    Flag {
+        /// The flag's name.
+        flag: &'static str,
+        /// What was given.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl Config {
+    /// A configuration with the documented defaults, for one upstream, key
+    /// and token. Tests and embedders start here and change fields.
+    pub fn new(
+        upstream: Upstream,
+        master_keys: Vec<VerifyingKey>,
+        github_token: GitHubToken,
+    ) -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            upstream,
+            master_keys,
+            github_token,
+            log_level: tracing::Level::INFO,
+            health_path: "/healthz".to_owned(),
+            read_timeout: Some(Duration::from_secs(30)),
+            write_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: Some(Duration::from_secs(120)),
+            clock_skew: 30,
+            max_binding_ttl: 900,
+            max_body_size: 1024 * 1024,
+            upstream_timeout: Duration::from_secs(30),
+            allowed_purposes: Vec::new(),
+            upstream_ca_file: None,
+            replay_capacity: 1_000_000,
+            shutdown_timeout: Duration::from_secs(30),
+            clock: Clock::System,
+        }
+    }
+
+    /// Validates flags and environment into a configuration.
+    pub fn from_args(args: &Args) -> Result<Self, ConfigError> {
+        let keys = args
+            .master_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(ConfigError::MasterKeyMissing)?;
+        let master_keys = keys
+            .split(',')
+            .map(|k| parse_public_key_hex(k.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let token = args
+            .github_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ConfigError::GitHubTokenMissing)?;
+        let github_token = GitHubToken::new(token).ok_or(ConfigError::GitHubTokenInvalid)?;
+        let upstream = Upstream::parse(&args.github_api)?;
+
+        let ip: IpAddr = args
+            .listen
+            .parse()
+            .map_err(|_| flag_error("listen", &args.listen, "not an IP address"))?;
+        let mut config = Config::new(upstream, master_keys, github_token);
+        config.listen = SocketAddr::new(ip, args.port);
+        config.log_level = args.log_level.parse().map_err(|_| {
+            flag_error(
+                "log-level",
+                &args.log_level,
+                "use debug, info, warn or error",
+            )
+        })?;
+        if !args.health_path.starts_with('/') {
+            return Err(flag_error(
+                "health-path",
+                &args.health_path,
+                "must start with /",
+            ));
+        }
+        config.health_path = args.health_path.clone();
+        config.read_timeout = optional(parse_duration("read-timeout", &args.read_timeout)?);
+        config.write_timeout = optional(parse_duration("write-timeout", &args.write_timeout)?);
+        config.idle_timeout = optional(parse_duration("idle-timeout", &args.idle_timeout)?);
+        config.clock_skew = parse_duration("clock-skew", &args.clock_skew)?.as_secs();
+        config.max_binding_ttl =
+            parse_duration("max-binding-ttl", &args.max_binding_ttl)?.as_secs();
+        config.max_body_size = parse_size("max-body-size", &args.max_body_size)?;
+        config.upstream_timeout = positive(
+            "upstream-timeout",
+            &args.upstream_timeout,
+            parse_duration("upstream-timeout", &args.upstream_timeout)?,
+        )?;
+        config.shutdown_timeout = parse_duration("shutdown-timeout", &args.shutdown_timeout)?;
+        config.allowed_purposes = match &args.allowed_purposes {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    Purpose::new(p).map_err(|_| {
+                        flag_error(
+                            "allowed-purposes",
+                            p,
+                            "purposes use only A-Z a-z 0-9 . _ : / - (at most 64)",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        config.upstream_ca_file = args.upstream_ca_file.clone();
+        if args.replay_capacity == 0 {
+            return Err(flag_error("replay-capacity", "0", "must be at least 1"));
+        }
+        config.replay_capacity = args.replay_capacity;
+        Ok(config)
+    }
+}
+
+fn flag_error(flag: &'static str, value: &str, why: &str) -> ConfigError {
+    ConfigError::Flag {
+        flag,
+        value: value.to_owned(),
+        why: why.to_owned(),
+    }
+}
+
+fn optional(duration: Duration) -> Option<Duration> {
+    (!duration.is_zero()).then_some(duration)
+}
+
+fn positive(flag: &'static str, text: &str, duration: Duration) -> Result<Duration, ConfigError> {
+    if duration.is_zero() {
+        Err(flag_error(flag, text, "must be more than 0"))
+    } else {
+        Ok(duration)
+    }
+}
+
+/// Parses a Go-style duration: `30s`, `2m`, `1h30m`, `500ms`; `0` is zero.
+pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text)
+        .map_err(|_| flag_error(flag, text, "use a duration such as 30s, 2m or 1h30m"))
+}
+
+/// Parses a size: plain bytes, or a `KiB`/`MiB`/`GiB` (also `K`/`M`/`G`) suffix.
+pub fn parse_size(flag: &'static str, text: &str) -> Result<u64, ConfigError> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(flag_error(
+                flag,
+                text,
+                "use bytes or a KiB, MiB or GiB suffix",
+            ))
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| flag_error(flag, text, "use bytes or a KiB, MiB or GiB suffix"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    const KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["signet-proxy"];
+        argv.extend_from_slice(extra);
+        Args::parse_from(argv)
+    }
+
+    fn error(extra: &[&str]) -> String {
+        match Config::from_args(&args(extra)) {
+            Ok(_) => "accepted".to_owned(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn startup_errors_use_the_original_messages() {
+        // These run without touching the process environment: the flags are given.
+        assert_eq!(
+            error(&["--github-token", "t", "--master-key", ""]),
+            "master public key required: set --master-key or SIGNET_MASTER_PUBLIC_KEY"
+        );
+        assert_eq!(
+            error(&["--github-token", "t", "--master-key", "a1b2c3"]),
+            "invalid master key length: got 3 bytes, expected 32"
+        );
+        assert!(error(&["--github-token", "t", "--master-key", "zz"])
+            .starts_with("invalid master key hex: "));
+        assert_eq!(
+            error(&["--master-key", KEY, "--github-token", " "]),
+            "github token required: set --github-token or GITHUB_TOKEN"
+        );
+        assert!(error(&[
+            "--master-key",
+            KEY,
+            "--github-token",
+            "t",
+            "--github-api",
+            "ftp://x"
+        ])
+        .contains("scheme must be http or https"));
+    }
+
+    #[test]
+    fn several_master_keys_are_trusted() {
+        let two = format!("{KEY},{}", KEY.to_uppercase());
+        let config = Config::from_args(&args(&["--master-key", &two, "--github-token", "t"]));
+        assert_eq!(config.map(|c| c.master_keys.len()).ok(), Some(2));
+    }
+
+    #[test]
+    fn flags_have_the_documented_defaults() {
+        let Ok(config) = Config::from_args(&args(&["--master-key", KEY, "--github-token", "t"]))
+        else {
+            panic!("defaults must be valid");
+        };
+        assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 8080)));
+        assert_eq!(config.upstream.authority.as_str(), "api.github.com");
+        assert_eq!(config.read_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(config.max_binding_ttl, 900);
+        assert_eq!(config.clock_skew, 30);
+        assert_eq!(config.max_body_size, 1 << 20);
+        assert_eq!(config.health_path, "/healthz");
+    }
+
+    #[test]
+    fn upstream_base_path_drops_its_trailing_slash() {
+        let up = Upstream::parse("https://ghe.example.com/api/v3/").ok();
+        assert_eq!(up.as_ref().map(|u| u.base_path.as_str()), Some("/api/v3"));
+        assert_eq!(
+            up.map(|u| u.host),
+            Some(HeaderValue::from_static("ghe.example.com"))
+        );
+        let up = Upstream::parse("http://127.0.0.1:9000").ok();
+        assert_eq!(up.as_ref().map(|u| u.base_path.as_str()), Some(""));
+        assert_eq!(
+            up.map(|u| u.host),
+            Some(HeaderValue::from_static("127.0.0.1:9000"))
+        );
+        let up = Upstream::parse("https://ghe.example.com:443").ok();
+        assert_eq!(
+            up.map(|u| u.host),
+            Some(HeaderValue::from_static("ghe.example.com"))
+        );
+        assert!(Upstream::parse("https://user:pw@example.com").is_err());
+        assert!(Upstream::parse("/relative").is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes_parse_like_the_docs_say() {
+        assert_eq!(
+            parse_duration("x", "1h30m").ok(),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_duration("x", "500ms").ok(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(parse_duration("x", "0").ok(), Some(Duration::ZERO));
+        assert!(parse_duration("x", "soon").is_err());
+        assert_eq!(parse_size("x", "1MiB").ok(), Some(1 << 20));
+        assert_eq!(parse_size("x", "512k").ok(), Some(512 << 10));
+        assert_eq!(parse_size("x", "1000").ok(), Some(1000));
+        assert!(parse_size("x", "lots").is_err());
+        assert!(parse_size("x", "99999999999999999999G").is_err());
+    }
+}

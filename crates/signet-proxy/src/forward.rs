@@ -1,0 +1,287 @@
+//! Forwarding a verified request to the one configured upstream (spec §7).
+//!
+//! The upstream's scheme, host and base path come only from the
+//! configuration; the client contributes nothing but the verified method,
+//! request-target and body, and the headers it may set.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{
+    AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{request, HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
+use signet_core::ErrorCode;
+
+use crate::body::ProxyBody;
+use crate::config::{Config, Upstream};
+use crate::refusal::Refusal;
+
+/// Request headers a client may not pass upstream, besides the hop-by-hop set.
+const CLIENT_ONLY: [HeaderName; 6] = [
+    HeaderName::from_static("signet-proof"),
+    AUTHORIZATION,
+    PROXY_AUTHORIZATION,
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// Why the forwarder could not be built at startup.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardSetupError {
+    /// The upstream CA file could not be read or holds no certificate.
+    #[error("cannot use --upstream-ca-file {path}: {why}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// rustls refused the TLS configuration.
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Sends verified requests to the upstream over a pooled keep-alive client.
+#[derive(Clone)]
+pub struct Forwarder {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    upstream: Arc<Upstream>,
+    authorization: HeaderValue,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("upstream", &self.upstream)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Forwarder {
+    /// Builds the upstream client: rustls with the public web roots plus any
+    /// extra CA file, HTTP/1.1 with keep-alive pooling.
+    pub fn new(config: &Config) -> Result<Self, ForwardSetupError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &config.upstream_ca_file {
+            let ca_error = |why: String| ForwardSetupError::CaFile {
+                path: path.display().to_string(),
+                why,
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| ca_error(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ca_error(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ca_error("no certificate found".to_owned()));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.upstream_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+
+        Ok(Forwarder {
+            client,
+            upstream: Arc::new(config.upstream.clone()),
+            authorization: config.github_token.authorization().clone(),
+            timeout: config.upstream_timeout,
+        })
+    }
+
+    /// Sends the verified request upstream and returns its response with the
+    /// body still streaming. `BAD_GATEWAY` when the upstream cannot be
+    /// reached, `GATEWAY_TIMEOUT` when its headers do not arrive in time.
+    pub async fn forward(
+        &self,
+        mut parts: request::Parts,
+        target: &str,
+        body: Bytes,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        let uri = upstream_uri(&self.upstream, target)?;
+        rewrite_request_headers(&mut parts.headers, &self.upstream, &self.authorization);
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = parts.method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = parts.headers;
+
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .map_err(|_| {
+                Refusal::new(ErrorCode::GatewayTimeout).with_detail(format!(
+                    "no upstream response headers within {:?}",
+                    self.timeout
+                ))
+            })?
+            .map_err(|e| Refusal::new(ErrorCode::BadGateway).with_detail(error_chain(&e)))?;
+
+        let (mut parts, body) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, ProxyBody::streamed(body)))
+    }
+}
+
+/// `scheme://authority` + base path + the verified target, exactly.
+fn upstream_uri(upstream: &Upstream, target: &str) -> Result<Uri, Refusal> {
+    let mut path = String::with_capacity(upstream.base_path.len() + target.len());
+    path.push_str(&upstream.base_path);
+    path.push_str(target);
+    Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|e| Refusal::new(ErrorCode::InvalidRequestTarget).with_detail(e.to_string()))
+}
+
+/// Strips what the client must not control, then sets `Authorization` and
+/// `Host` only from the configuration.
+fn rewrite_request_headers(
+    headers: &mut HeaderMap,
+    upstream: &Upstream,
+    authorization: &HeaderValue,
+) {
+    remove_hop_by_hop(headers);
+    for name in &CLIENT_ONLY {
+        headers.remove(name);
+    }
+    headers.insert(AUTHORIZATION, authorization.clone());
+    headers.insert(HOST, upstream.host.clone());
+}
+
+/// Removes the hop-by-hop headers and every header `Connection` names.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(url: &str) -> Upstream {
+        match Upstream::parse(url) {
+            Ok(u) => u,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn the_target_is_appended_to_the_base_path_verbatim() {
+        let ghe = upstream("https://ghe.example.com/api/v3/");
+        let uri = upstream_uri(&ghe, "/repos/a/b?x=%2C&y").map(|u| u.to_string());
+        assert_eq!(
+            uri.ok().as_deref(),
+            Some("https://ghe.example.com/api/v3/repos/a/b?x=%2C&y")
+        );
+        let dotcom = upstream("https://api.github.com");
+        let uri = upstream_uri(&dotcom, "//evil.example/x").ok();
+        assert_eq!(uri.as_ref().and_then(Uri::host), Some("api.github.com"));
+        assert_eq!(
+            uri.map(|u| u.path().to_owned()).as_deref(),
+            Some("//evil.example/x")
+        );
+    }
+
+    #[test]
+    fn client_credentials_and_hop_by_hop_headers_are_stripped() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("signet-proof", "v1;..."),
+            ("authorization", "Bearer stolen"),
+            ("proxy-authorization", "Basic x"),
+            ("x-http-method-override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-t"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
+            ("host", "evil.example"),
+            ("accept", "application/vnd.github+json"),
+            ("x-github-api-version", "2022-11-28"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let token = HeaderValue::from_static("Bearer shared");
+        rewrite_request_headers(&mut headers, &upstream("https://api.github.com"), &token);
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["accept", "authorization", "host", "x-github-api-version"]
+        );
+        assert_eq!(headers[AUTHORIZATION], "Bearer shared");
+        assert_eq!(headers[HOST], "api.github.com");
+    }
+}

@@ -1,0 +1,40 @@
+//! The health check: `GET`/`HEAD` on the health path, no proof needed.
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Response};
+
+use crate::body::ProxyBody;
+
+/// Whether this request is a health check.
+pub fn matches(method: &Method, path: &str, health_path: &str) -> bool {
+    path == health_path && (method == Method::GET || method == Method::HEAD)
+}
+
+/// `200 {"status":"ok","timestamp":"<RFC 3339>"}`, as the original proxy answers.
+pub fn response(head: bool) -> Response<ProxyBody> {
+    let body = if head {
+        String::new()
+    } else {
+        let timestamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        format!(r#"{{"status":"ok","timestamp":"{timestamp}"}}"#)
+    };
+    let mut response = Response::new(ProxyBody::full(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_get_and_head_on_the_exact_path_are_health_checks() {
+        assert!(matches(&Method::GET, "/healthz", "/healthz"));
+        assert!(matches(&Method::HEAD, "/healthz", "/healthz"));
+        assert!(!matches(&Method::POST, "/healthz", "/healthz"));
+        assert!(!matches(&Method::GET, "/healthz/x", "/healthz"));
+        assert!(!matches(&Method::GET, "/repos", "/healthz"));
+    }
+}

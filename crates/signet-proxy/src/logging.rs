@@ -1,0 +1,89 @@
+//! Structured logs: JSON lines on stdout, one record per request.
+//!
+//! Nothing here ever sees the GitHub token; request headers are not logged.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode, Uri};
+use signet_core::ErrorCode;
+
+use crate::refusal::Refusal;
+
+/// Installs the JSON subscriber at `level`. Safe to call twice (the second
+/// call does nothing), so tests and the demo can share a process.
+pub fn init(level: tracing::Level) {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_max_level(level)
+        .with_writer(std::io::stdout)
+        .try_init();
+}
+
+/// What one request's log record says, filled in as the pipeline advances.
+#[derive(Debug)]
+pub struct RequestLog {
+    method: Method,
+    path: String,
+    key_id: Option<String>,
+    refusal: Option<(ErrorCode, Option<String>)>,
+}
+
+impl RequestLog {
+    /// Starts the record; the query string is left out of logs.
+    pub fn new(method: &Method, uri: &Uri) -> Self {
+        RequestLog {
+            method: method.clone(),
+            path: uri.path().to_owned(),
+            key_id: None,
+            refusal: None,
+        }
+    }
+
+    /// The master key that signed (known once the key is found trusted).
+    pub fn key(&mut self, mk: &[u8; 32]) {
+        self.key_id = Some(signet_core::key_id(mk));
+    }
+
+    /// The request was refused, or the upstream failed.
+    pub fn refused(&mut self, refusal: &Refusal) {
+        self.refusal = Some((refusal.code, refusal.detail.clone()));
+    }
+
+    /// Writes the one record of this request.
+    pub fn finish(self, status: StatusCode, latency: Duration) {
+        let latency_ms = latency.as_secs_f64() * 1000.0;
+        let key_id = self.key_id.as_deref().unwrap_or("-");
+        match self.refusal {
+            None => tracing::info!(
+                method = %self.method,
+                path = %self.path,
+                status = status.as_u16(),
+                key_id,
+                latency_ms,
+                "request forwarded"
+            ),
+            Some((code, detail)) => {
+                let detail = detail.as_deref().unwrap_or("");
+                let message = match code.status() {
+                    401 | 403 => "authentication failed",
+                    502 | 504 => "upstream failed",
+                    _ => "request refused",
+                };
+                tracing::warn!(
+                    method = %self.method,
+                    path = %self.path,
+                    status = status.as_u16(),
+                    key_id,
+                    code = code.as_str(),
+                    detail,
+                    latency_ms,
+                    "{message}"
+                );
+            }
+        }
+    }
+}

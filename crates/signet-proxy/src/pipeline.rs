@@ -1,0 +1,167 @@
+//! The request pipeline: one function that reads top to bottom as the spec's
+//! stages, each implemented in its own module.
+//!
+//! ```text
+//! target form → health → parse proof → cheap checks → read body → signatures
+//!   → policy → replay → rewrite + forward → stream back → log
+//! ```
+
+use std::time::{Duration, Instant};
+
+use http::header::{Entry, AUTHORIZATION};
+use http::{HeaderMap, HeaderName, Method, Request, Response};
+use hyper::body::Incoming;
+use signet_core::{
+    BodyDigest, ErrorCode, Limits, ProofHeader, RequestParts, Verifier, HEADER_NAME,
+};
+
+use crate::body::{self, ProxyBody};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::forward::{ForwardSetupError, Forwarder};
+use crate::health;
+use crate::logging::RequestLog;
+use crate::policy::Policy;
+use crate::refusal::Refusal;
+use crate::replay::{ReplayError, ReplayStore};
+use crate::target;
+
+/// The proxy's request handler and everything it needs, shared by all
+/// connections.
+#[derive(Debug)]
+pub struct Proxy<R> {
+    verifier: Verifier,
+    replay: R,
+    policy: Policy,
+    forwarder: Forwarder,
+    clock: Clock,
+    health_path: String,
+    max_body_size: u64,
+    read_timeout: Option<Duration>,
+}
+
+impl<R: ReplayStore> Proxy<R> {
+    /// Builds the handler from a validated configuration and a replay store.
+    pub fn new(config: &Config, replay: R) -> Result<Self, ForwardSetupError> {
+        let limits = Limits {
+            clock_skew: config.clock_skew,
+            max_binding_ttl: config.max_binding_ttl,
+        };
+        Ok(Proxy {
+            verifier: Verifier::new(config.master_keys.iter().copied(), limits),
+            replay,
+            policy: Policy::new(config.allowed_purposes.clone()),
+            forwarder: Forwarder::new(config)?,
+            clock: config.clock.clone(),
+            health_path: config.health_path.clone(),
+            max_body_size: config.max_body_size,
+            read_timeout: config.read_timeout,
+        })
+    }
+
+    /// The replay store in use.
+    pub fn replay_store(&self) -> &R {
+        &self.replay
+    }
+
+    /// Handles one request: a response in every case, and one log record.
+    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<ProxyBody> {
+        let started = Instant::now();
+        mark_sensitive(request.headers_mut());
+        let head = request.method() == Method::HEAD;
+        let mut log = RequestLog::new(request.method(), request.uri());
+        let response = match self.process(request, &mut log).await {
+            Ok(response) => response,
+            Err(refusal) => {
+                log.refused(&refusal);
+                refusal.into_response(head)
+            }
+        };
+        log.finish(response.status(), started.elapsed());
+        response
+    }
+
+    async fn process(
+        &self,
+        request: Request<Incoming>,
+        log: &mut RequestLog,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        let (mut parts, body) = request.into_parts();
+        let uri = std::mem::take(&mut parts.uri);
+
+        // Target form comes before every §5 step, so nothing below ever sees
+        // an absolute URL or a target that could name another host.
+        let target = target::origin_form(&uri)?;
+
+        // Health needs no proof; it is answered before any proof work.
+        if health::matches(&parts.method, uri.path(), &self.health_path) {
+            return Ok(health::response(parts.method == Method::HEAD));
+        }
+
+        // Steps 1–2: syntax only, no key lookups or crypto yet.
+        let proof = proof_header(&parts.headers)?;
+
+        // Steps 3–6: table lookup and integer compares, before reading a
+        // body or checking a signature.
+        let checked = self.verifier.check(&proof, self.clock.now())?;
+        log.key(&proof.mk);
+
+        // Step 7: the body is read (bounded) before the signatures because
+        // the request signature covers its digest.
+        let body = body::read(body, self.max_body_size, self.read_timeout).await?;
+
+        // Steps 8–9: binding signature (cached), then request signature.
+        let verified = checked.verify(&RequestParts {
+            method: parts.method.as_str(),
+            target,
+            body_digest: BodyDigest::of(&body),
+        })?;
+
+        // Step 10: policy only after the signatures, so unauthenticated
+        // callers learn nothing about it.
+        self.policy.check(&verified)?;
+
+        // Step 11: the replay record is written last, so only verified,
+        // authorised requests can take room in the store.
+        let expires_at = verified
+            .timestamp()
+            .saturating_add(self.verifier.limits().clock_skew);
+        self.replay
+            .record(&verified.replay_key(), expires_at, self.clock.now())
+            .await
+            .map_err(|e| match e {
+                ReplayError::Replayed => Refusal::new(ErrorCode::ReplayDetected),
+                ReplayError::Unavailable(why) => {
+                    Refusal::new(ErrorCode::ReplayStoreUnavailable).with_detail(why)
+                }
+            })?;
+
+        // §7: rewrite headers and forward; the response streams back.
+        self.forwarder.forward(parts, target, body).await
+    }
+}
+
+/// Steps 1–2: exactly one `Signet-Proof` header, and it parses.
+fn proof_header(headers: &HeaderMap) -> Result<ProofHeader, Refusal> {
+    let mut values = headers.get_all(HEADER_NAME).iter();
+    let value = values
+        .next()
+        .ok_or_else(|| Refusal::new(ErrorCode::MissingProof))?;
+    if values.next().is_some() {
+        return Err(
+            Refusal::new(ErrorCode::InvalidProof).with_detail("more than one Signet-Proof header")
+        );
+    }
+    Ok(ProofHeader::parse(value.as_bytes())?)
+}
+
+/// Credentials are marked sensitive before anything could print a header.
+fn mark_sensitive(headers: &mut HeaderMap) {
+    for name in [AUTHORIZATION, HeaderName::from_static(HEADER_NAME)] {
+        if let Entry::Occupied(mut entry) = headers.entry(name) {
+            for value in entry.iter_mut() {
+                value.set_sensitive(true);
+            }
+        }
+    }
+}

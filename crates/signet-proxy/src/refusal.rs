@@ -1,0 +1,139 @@
+//! The one place where a refusal becomes an HTTP response (spec §6).
+//!
+//! Every stage of the pipeline fails with a [`Refusal`]: the spec code, the
+//! message the client may see, and a detail that only goes to the log.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use signet_core::{ErrorCode, ParseError, VerifyError};
+
+use crate::body::ProxyBody;
+
+/// Why a request was not forwarded (or failed upstream).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The spec code.
+    pub code: ErrorCode,
+    /// The message sent to the client: generic, never a secret.
+    pub message: &'static str,
+    /// What exactly went wrong, for the log only.
+    pub detail: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal with the code's generic message.
+    pub fn new(code: ErrorCode) -> Self {
+        Refusal {
+            code,
+            message: code.message(),
+            detail: None,
+        }
+    }
+
+    /// Adds a detail for the log.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The JSON response; a `HEAD` gets the same status and headers, no body.
+    pub fn into_response(self, head: bool) -> Response<ProxyBody> {
+        let body = if head {
+            Bytes::new()
+        } else {
+            let json = serde_json::json!({
+                "error": { "code": self.code.as_str(), "message": self.message }
+            });
+            Bytes::from(json.to_string())
+        };
+        let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut response = Response::new(ProxyBody::full(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.code.is_challenge() {
+            headers.insert(WWW_AUTHENTICATE, challenge(self.code));
+        }
+        response
+    }
+}
+
+fn challenge(code: ErrorCode) -> HeaderValue {
+    // Codes are fixed upper-case ASCII, so the value is always valid.
+    HeaderValue::from_str(&format!(r#"Signet realm="signet-proxy", error="{code}""#))
+        .unwrap_or_else(|_| HeaderValue::from_static(r#"Signet realm="signet-proxy""#))
+}
+
+impl From<ErrorCode> for Refusal {
+    fn from(code: ErrorCode) -> Self {
+        Refusal::new(code)
+    }
+}
+
+impl From<ParseError> for Refusal {
+    fn from(error: ParseError) -> Self {
+        Refusal {
+            code: ErrorCode::InvalidProof,
+            message: error.client_message(),
+            detail: Some(error.to_string()),
+        }
+    }
+}
+
+impl From<VerifyError> for Refusal {
+    fn from(error: VerifyError) -> Self {
+        Refusal::new(error.code()).with_detail(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    async fn body_of(response: Response<ProxyBody>) -> String {
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_401_has_the_json_body_and_one_challenge() {
+        let response = Refusal::new(ErrorCode::ReplayDetected).into_response(false);
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .collect::<Vec<_>>(),
+            [r#"Signet realm="signet-proxy", error="REPLAY_DETECTED""#]
+        );
+        assert_eq!(
+            body_of(response).await,
+            r#"{"error":{"code":"REPLAY_DETECTED","message":"This request has already been processed."}}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_head_has_no_body_but_the_same_headers() {
+        let response = Refusal::new(ErrorCode::MissingProof).into_response(true);
+        assert_eq!(response.status(), 401);
+        assert!(response.headers().contains_key(WWW_AUTHENTICATE));
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(body_of(response).await, "");
+    }
+
+    #[tokio::test]
+    async fn a_403_has_no_challenge() {
+        let response = Refusal::new(ErrorCode::PurposeMismatch).into_response(false);
+        assert_eq!(response.status(), 403);
+        assert!(!response.headers().contains_key(WWW_AUTHENTICATE));
+    }
+}

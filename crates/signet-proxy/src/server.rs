@@ -1,0 +1,144 @@
+//! The listener: accepts connections, serves each on its own task, and shuts
+//! down gracefully (stop accepting, let in-flight requests finish, bounded).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::connection::{self, Timeouts};
+use crate::forward::ForwardSetupError;
+use crate::pipeline::Proxy;
+use crate::replay::ReplayStore;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The upstream client could not be built.
+    #[error(transparent)]
+    Forward(#[from] ForwardSetupError),
+}
+
+/// A bound, not yet running proxy server.
+#[derive(Debug)]
+pub struct Server<R> {
+    listener: TcpListener,
+    proxy: Arc<Proxy<R>>,
+    timeouts: Timeouts,
+    shutdown_timeout: Duration,
+}
+
+impl<R: ReplayStore> Server<R> {
+    /// Binds `config.listen` (port 0 picks a free port).
+    pub async fn bind(config: &Config, replay: R) -> Result<Self, StartError> {
+        let proxy = Arc::new(Proxy::new(config, replay)?);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Server {
+            listener,
+            proxy,
+            timeouts: Timeouts {
+                read: config.read_timeout,
+                write: config.write_timeout,
+                idle: config.idle_timeout,
+            },
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The request handler, shared with every connection.
+    pub fn proxy(&self) -> &Arc<Proxy<R>> {
+        &self.proxy
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and waits up
+    /// to the shutdown timeout for open connections to finish their requests.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Every connection task holds a sender; when all are dropped, all
+        // connections are done.
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let proxy = Arc::clone(&self.proxy);
+                        let stop = stop_rx.clone();
+                        let done = done_tx.clone();
+                        let timeouts = self.timeouts;
+                        tokio::spawn(async move {
+                            connection::serve(stream, proxy, timeouts, stop).await;
+                            drop(done);
+                        });
+                    }
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off briefly
+                        // instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        if tokio::time::timeout(self.shutdown_timeout, done_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown timeout passed with requests still in flight");
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

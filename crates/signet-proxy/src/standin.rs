@@ -1,0 +1,314 @@
+//! A small GitHub API stand-in on loopback: the upstream of the `demo`
+//! command and of the integration tests. It records every request it gets, so
+//! a test can assert exactly what the proxy forwarded.
+//!
+//! Routes (after an optional `/api/v3` prefix, as GitHub Enterprise has):
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /user` | `{"login":"signet-demo"}` |
+//! | `GET /repos/{owner}/{repo}` | a repository object |
+//! | `/echo` | 200, the request body echoed back |
+//! | `/stream/{bytes}` | that many bytes, streamed in 64 KiB chunks |
+//! | `/delay/{ms}` | 200 after waiting that long before the headers |
+//! | `/status/{code}` | that status |
+//! | `/redirect` | 302 to `/user` on this stand-in |
+//! | `/hop-by-hop` | 200 with hop-by-hop response headers a proxy must drop |
+//! | anything else | 404 `{"message":"Not Found"}` |
+//!
+//! With a token set, a request without `Authorization: Bearer <token>` gets
+//! 401 `{"message":"Bad credentials"}`, as GitHub answers.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use subtle::ConstantTimeEq as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// One request as the stand-in received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The method.
+    pub method: String,
+    /// The request-target exactly as on the request line.
+    pub target: String,
+    /// All headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// A running stand-in; stops when dropped.
+#[derive(Debug)]
+pub struct StandIn {
+    addr: SocketAddr,
+    scheme: &'static str,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+    task: JoinHandle<()>,
+}
+
+struct State {
+    token: Option<String>,
+    base: String,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl StandIn {
+    /// Starts a plain-HTTP stand-in on `127.0.0.1:0`. With `token`, requests
+    /// must carry `Authorization: Bearer <token>`.
+    pub async fn start(token: Option<&str>) -> io::Result<StandIn> {
+        Self::start_with(token, None).await
+    }
+
+    /// Starts an HTTPS stand-in with the given rustls server configuration.
+    pub async fn start_tls(
+        token: Option<&str>,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> io::Result<StandIn> {
+        Self::start_with(token, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(
+        token: Option<&str>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> io::Result<StandIn> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(State {
+            token: token.map(str::to_owned),
+            base: format!("{scheme}://{addr}"),
+            recorded: Arc::clone(&recorded),
+        });
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = Arc::clone(&state);
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, Infallible>(answer(&state, request).await) }
+                    });
+                    let builder = http1::Builder::new();
+                    let _ = match tls {
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => {
+                                builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await
+                            }
+                            Err(_) => return,
+                        },
+                        None => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                    };
+                });
+            }
+        });
+        Ok(StandIn {
+            addr,
+            scheme,
+            recorded,
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.recorded.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type StandInBody = http_body_util::Either<http_body_util::Full<Bytes>, Filler>;
+
+async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBody> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.to_string(), |pq| pq.as_str().to_owned());
+    if let Ok(mut recorded) = state.recorded.lock() {
+        recorded.push(Recorded {
+            method: parts.method.to_string(),
+            target,
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+    }
+
+    if let Some(token) = &state.token {
+        let expected = format!("Bearer {token}");
+        let given = parts
+            .headers
+            .get(AUTHORIZATION)
+            .map_or(&b""[..], HeaderValue::as_bytes);
+        if !bool::from(given.ct_eq(expected.as_bytes())) {
+            return json(StatusCode::UNAUTHORIZED, r#"{"message":"Bad credentials"}"#);
+        }
+    }
+
+    let path = parts.uri.path();
+    let path = path.strip_prefix("/api/v3").unwrap_or(path);
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["user"] => json(
+            StatusCode::OK,
+            r#"{"login":"signet-demo","id":1,"type":"Bot"}"#,
+        ),
+        ["repos", owner, repo] => json(
+            StatusCode::OK,
+            &format!(r#"{{"full_name":"{owner}/{repo}","private":false,"default_branch":"main"}}"#),
+        ),
+        ["echo"] => {
+            let mut response = Response::new(StandInBody::Left(body.into()));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            response
+        }
+        ["stream", bytes] => match bytes.parse::<u64>() {
+            Ok(total) => {
+                let mut response = Response::new(StandInBody::Right(Filler { remaining: total }));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_LENGTH, HeaderValue::from(total));
+                response
+            }
+            Err(_) => not_found(),
+        },
+        ["delay", millis] => match millis.parse::<u64>() {
+            Ok(millis) => {
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                json(StatusCode::OK, r#"{"delayed":true}"#)
+            }
+            Err(_) => not_found(),
+        },
+        ["status", code] => match code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            Some(status) => json(status, r#"{"message":"as requested"}"#),
+            None => not_found(),
+        },
+        ["redirect"] => {
+            let mut response = json(StatusCode::FOUND, "{}");
+            if let Ok(location) = HeaderValue::from_str(&format!("{}/user", state.base)) {
+                response.headers_mut().insert(LOCATION, location);
+            }
+            response
+        }
+        ["hop-by-hop"] => {
+            let mut response = json(StatusCode::OK, "{}");
+            let headers = response.headers_mut();
+            headers.insert(
+                "connection",
+                HeaderValue::from_static("x-upstream-internal"),
+            );
+            headers.insert("x-upstream-internal", HeaderValue::from_static("1"));
+            headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from_static("4999"));
+            response
+        }
+        _ => not_found(),
+    }
+}
+
+fn json(status: StatusCode, body: &str) -> Response<StandInBody> {
+    let mut response = Response::new(StandInBody::Left(
+        Bytes::copy_from_slice(body.as_bytes()).into(),
+    ));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    headers.insert("x-ratelimit-remaining", HeaderValue::from_static("4999"));
+    response
+}
+
+fn not_found() -> Response<StandInBody> {
+    json(
+        StatusCode::NOT_FOUND,
+        r#"{"message":"Not Found","documentation_url":"https://docs.github.com/rest"}"#,
+    )
+}
+
+/// A body of `remaining` bytes of `x`, produced chunk by chunk.
+#[derive(Debug)]
+pub struct Filler {
+    remaining: u64,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl Body for Filler {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let len = usize::try_from(this.remaining).map_or(CHUNK, |r| r.min(CHUNK));
+        this.remaining -= len as u64;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; len])))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
