@@ -766,3 +766,98 @@ fn curl_refuses_to_send_a_user_supplied_proof() {
         .stderr(predicate::str::contains("made by signet"));
     assert!(setup.server.seen().is_empty());
 }
+
+// ------------------------------------------------- through the real proxy
+
+/// The real `signet-proxy` (in-process, on `127.0.0.1:0`) in front of the
+/// GitHub API stand-in, trusting `master_hex`.
+struct RealProxy {
+    url: String,
+    upstream: signet_proxy::standin::StandIn,
+    _runtime: tokio::runtime::Runtime,
+}
+
+const SHARED_TOKEN: &str = "ghs_shared_token_for_cli_tests";
+
+fn real_proxy(master_hex: &str) -> RealProxy {
+    use signet_proxy::{Config, GitHubToken, MemoryReplayStore, Server, Upstream};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (upstream, addr) = runtime.block_on(async {
+        let upstream = signet_proxy::standin::StandIn::start(Some(SHARED_TOKEN))
+            .await
+            .unwrap();
+        let mut config = Config::new(
+            Upstream::parse(&upstream.url()).unwrap(),
+            vec![parse_public_key_hex(master_hex).unwrap()],
+            GitHubToken::new(SHARED_TOKEN).unwrap(),
+        );
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = Server::bind(&config, MemoryReplayStore::new(1000))
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(server.run(std::future::pending()));
+        (upstream, addr)
+    });
+    RealProxy {
+        url: format!("http://{addr}"),
+        upstream,
+        _runtime: runtime,
+    }
+}
+
+#[test]
+fn curl_through_the_real_proxy_reaches_the_upstream_with_the_shared_token() {
+    let dir = TempDir::new().unwrap();
+    let (key, public) = keygen(&dir);
+    let proxy = real_proxy(&public);
+    let body = dir.path().join("issue.json");
+    std::fs::write(&body, br#"{"title":"signed \u00e9"}"#).unwrap();
+
+    signet()
+        .args(["curl", "--key"])
+        .arg(&key)
+        .args(["--proxy", &proxy.url, "POST", "/echo?x=1&y=%2C", "--data"])
+        .arg(format!("@{}", body.display()))
+        .args(["-H", "Accept: application/vnd.github+json"])
+        .assert()
+        .success()
+        .stdout(r#"{"title":"signed \u00e9"}"#)
+        .stderr(predicate::str::contains("200"));
+
+    let seen = proxy.upstream.requests();
+    assert_eq!(seen.len(), 1);
+    let request = &seen[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.target, "/echo?x=1&y=%2C");
+    assert_eq!(&request.body[..], br#"{"title":"signed \u00e9"}"#);
+    assert_eq!(
+        request.headers["authorization"],
+        format!("Bearer {SHARED_TOKEN}").as_str()
+    );
+    assert_eq!(request.headers["accept"], "application/vnd.github+json");
+    assert!(!request.headers.contains_key("signet-proof"));
+}
+
+#[test]
+fn curl_with_an_untrusted_key_is_refused_by_the_real_proxy_and_exits_22() {
+    let dir = TempDir::new().unwrap();
+    let (_trusted, public) = keygen(&dir);
+    let other_dir = TempDir::new().unwrap();
+    let (untrusted, _) = keygen(&other_dir);
+    let proxy = real_proxy(&public);
+
+    signet()
+        .args(["curl", "--key"])
+        .arg(&untrusted)
+        .args(["--proxy", &proxy.url, "GET", "/user"])
+        .assert()
+        .code(22)
+        .stdout(predicate::str::contains(r#""code":"UNKNOWN_KEY""#))
+        .stderr(predicate::str::contains("401"));
+    assert!(proxy.upstream.requests().is_empty());
+}
