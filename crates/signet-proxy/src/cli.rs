@@ -78,6 +78,11 @@ pub struct Args {
     #[arg(long, env = "SIGNET_ALLOWED_PURPOSES")]
     pub allowed_purposes: Option<String>,
 
+    /// The proxy's URL as clients reach it (e.g. https://signet.internal); when set,
+    /// upstream URLs in Link and Location headers are rewritten to it, so pagination stays on the proxy.
+    #[arg(long, env = "SIGNET_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Extra CA certificates (PEM) to trust for the upstream, besides the public web roots.
     #[arg(long, env = "SIGNET_UPSTREAM_CA_FILE")]
     pub upstream_ca_file: Option<std::path::PathBuf>,

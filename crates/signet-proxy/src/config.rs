@@ -47,6 +47,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Purposes a proof must carry one of; empty means any.
     pub allowed_purposes: Vec<Purpose>,
+    /// The proxy's URL as clients reach it; upstream URLs in `Link` and
+    /// `Location` are rewritten to it when set.
+    pub public_url: Option<String>,
     /// Extra CA certificates (PEM file) trusted for the upstream.
     pub upstream_ca_file: Option<PathBuf>,
     /// Capacity of the in-memory replay store.
@@ -112,6 +115,13 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// `scheme://authority/base-path`, without a trailing `/`.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
 /// A configuration problem; the message is shown to the user as is.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -166,6 +176,7 @@ impl Config {
             max_body_size: 1024 * 1024,
             upstream_timeout: Duration::from_secs(30),
             allowed_purposes: Vec::new(),
+            public_url: None,
             upstream_ca_file: None,
             replay_capacity: 1_000_000,
             shutdown_timeout: Duration::from_secs(30),
@@ -244,6 +255,16 @@ impl Config {
                     })
                 })
                 .collect::<Result<_, _>>()?,
+        };
+        config.public_url = match &args.public_url {
+            None => None,
+            Some(url) => Some(Upstream::parse(url).map(|u| u.base_url()).map_err(|_| {
+                flag_error(
+                    "public-url",
+                    url,
+                    "use an http or https URL such as https://signet.internal",
+                )
+            })?),
         };
         config.upstream_ca_file = args.upstream_ca_file.clone();
         if args.replay_capacity == 0 {

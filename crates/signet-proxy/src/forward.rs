@@ -23,6 +23,7 @@ use signet_core::ErrorCode;
 
 use crate::body::ProxyBody;
 use crate::config::{Config, Upstream};
+use crate::links::LinkRewriter;
 use crate::refusal::Refusal;
 
 /// Request headers a client may not pass upstream, besides the hop-by-hop set.
@@ -70,6 +71,7 @@ pub struct Forwarder {
     upstream: Arc<Upstream>,
     authorization: HeaderValue,
     timeout: Duration,
+    links: Option<LinkRewriter>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -130,6 +132,10 @@ impl Forwarder {
             upstream: Arc::new(config.upstream.clone()),
             authorization: config.github_token.authorization().clone(),
             timeout: config.upstream_timeout,
+            links: config
+                .public_url
+                .as_deref()
+                .map(|public| LinkRewriter::new(&config.upstream.base_url(), public)),
         })
     }
 
@@ -161,6 +167,9 @@ impl Forwarder {
 
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
+        if let Some(links) = &self.links {
+            links.rewrite(&mut parts.headers);
+        }
         Ok(Response::from_parts(parts, ProxyBody::streamed(body)))
     }
 }

@@ -14,7 +14,7 @@
 //! | [`server`], [`connection`] | listener, HTTP/1.1 connections, timeouts, graceful shutdown |
 //! | [`pipeline`] | the request path, stage by stage |
 //! | [`target`], [`health`], [`body`], [`policy`], [`replay`] | one stage each |
-//! | [`forward`] | header rewrite and the pooled upstream client |
+//! | [`forward`], [`links`] | header rewrite, the pooled upstream client, pagination links |
 //! | [`refusal`] | every refusal → its JSON response, in one place |
 //! | [`logging`], [`secret`], [`clock`] | logs, the redacted token, `now` |
 //! | [`standin`], [`demo`] | a GitHub API stand-in, and the `demo` command |
@@ -28,6 +28,7 @@ pub mod connection;
 pub mod demo;
 pub mod forward;
 pub mod health;
+pub mod links;
 pub mod logging;
 pub mod pipeline;
 pub mod policy;
@@ -53,7 +54,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let addr = server.local_addr().unwrap_or(config.listen);
     tracing::info!(
         %addr,
-        upstream = %format!("{}://{}{}", config.upstream.scheme, config.upstream.authority, config.upstream.base_path),
+        upstream = %config.upstream.base_url(),
         trusted_keys = config.master_keys.len(),
         "signet-proxy listening"
     );

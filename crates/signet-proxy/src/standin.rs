@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `GET /user` | `{"login":"signet-demo"}` |
 //! | `GET /repos/{owner}/{repo}` | a repository object |
+//! | `GET /repos/{owner}/{repo}/issues` | `[]` with a pagination `Link` header, as GitHub sends |
 //! | `/echo` | 200, the request body echoed back |
 //! | `/stream/{bytes}` | that many bytes, streamed in 64 KiB chunks |
 //! | `/delay/{ms}` | 200 after waiting that long before the headers |
@@ -202,6 +203,17 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
             StatusCode::OK,
             &format!(r#"{{"full_name":"{owner}/{repo}","private":false,"default_branch":"main"}}"#),
         ),
+        ["repos", owner, repo, "issues"] => {
+            let mut response = json(StatusCode::OK, "[]");
+            let link = format!(
+                r#"<{base}/repos/{owner}/{repo}/issues?page=2>; rel="next", <https://docs.github.com/rest>; rel="help""#,
+                base = state.base
+            );
+            if let Ok(link) = HeaderValue::from_str(&link) {
+                response.headers_mut().insert(http::header::LINK, link);
+            }
+            response
+        }
         ["echo"] => {
             let mut response = Response::new(StandInBody::Left(body.into()));
             response.headers_mut().insert(

@@ -255,6 +255,45 @@ async fn redirects_are_passed_back_not_followed() {
 }
 
 #[tokio::test]
+async fn with_a_public_url_pagination_and_redirects_stay_on_the_proxy() {
+    let env = Env::start_with(|c| c.public_url = Some("https://signet.internal".to_owned())).await;
+    let target = "/repos/o/r/issues";
+    let reply = env
+        .send(&Request::get(target).proof(env.signer.sign("GET", target, b"")))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.header("link").as_deref(),
+        Some(
+            r#"<https://signet.internal/repos/o/r/issues?page=2>; rel="next", <https://docs.github.com/rest>; rel="help""#
+        )
+    );
+    let reply = env
+        .send(&Request::get("/redirect").proof(env.signer.sign("GET", "/redirect", b"")))
+        .await;
+    assert_eq!(reply.status, 302);
+    assert_eq!(
+        reply.header("location").as_deref(),
+        Some("https://signet.internal/user")
+    );
+}
+
+#[tokio::test]
+async fn without_a_public_url_links_are_passed_back_unchanged() {
+    let env = Env::start().await;
+    let target = "/repos/o/r/issues";
+    let reply = env
+        .send(&Request::get(target).proof(env.signer.sign("GET", target, b"")))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let link = reply.header("link").unwrap_or_default();
+    assert!(
+        link.starts_with(&format!("<{}/repos/o/r/issues?page=2>", env.upstream.url())),
+        "{link}"
+    );
+}
+
+#[tokio::test]
 async fn a_github_enterprise_base_path_prefixes_the_verified_target() {
     let upstream = StandIn::start(Some(TOKEN)).await.unwrap();
     let signer = Signer::new();
