@@ -1549,3 +1549,144 @@ fn the_demo_command_succeeds() {
     );
     assert!(exited.stdout.contains("All steps behaved as expected."));
 }
+
+// ===========================================================================
+// Connection timeouts and broken bodies
+// ===========================================================================
+
+/// Reads until the proxy closes (or resets) the connection; `None` if it is
+/// still open after `limit`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    tokio::time::timeout(limit, async {
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return seen,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_idle_past_the_idle_timeout_is_closed() {
+    use tokio::io::AsyncWriteExt as _;
+    let env = Env::start_with(|c| {
+        c.read_timeout = None;
+        c.idle_timeout = Some(Duration::from_millis(300));
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(env.proxy.addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = support::read_reply(&mut stream, false).await;
+    assert_eq!(reply.status, 200);
+    let started = Instant::now();
+    let rest = closed_within(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(
+        rest,
+        Some(Vec::new()),
+        "the idle connection is closed, silently"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test]
+async fn the_idle_timeout_never_cuts_a_request_that_is_waiting_for_the_upstream() {
+    let env = Env::start_with(|c| {
+        c.idle_timeout = Some(Duration::from_millis(200));
+    })
+    .await;
+    let target = "/delay/800";
+    let reply = env
+        .send(&Request::get(target).proof(env.signer.sign("GET", target, b"")))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["delayed"], true);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off_by_the_read_timeout() {
+    use tokio::io::AsyncWriteExt as _;
+    let env = Env::start_with(|c| {
+        c.read_timeout = Some(Duration::from_millis(300));
+        c.idle_timeout = None;
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(env.proxy.addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /user HTTP/1.1\r\nHost: pro")
+        .await
+        .unwrap();
+    let seen = closed_within(&mut stream, Duration::from_secs(10)).await;
+    assert!(seen.is_some(), "a slow-loris connection must be closed");
+    env.assert_nothing_forwarded();
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_download_is_dropped_by_the_write_timeout() {
+    use tokio::io::AsyncWriteExt as _;
+    let env = Env::start_with(|c| {
+        c.write_timeout = Some(Duration::from_millis(300));
+        c.idle_timeout = None;
+    })
+    .await;
+    let total: u64 = 200 * 1024 * 1024;
+    let target = format!("/stream/{total}");
+    let request = Request::get(&target).proof(env.signer.sign("GET", &target, b""));
+    let mut stream = tokio::net::TcpStream::connect(env.proxy.addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(&request.to_bytes(&env.proxy.addr.to_string()))
+        .await
+        .unwrap();
+    // Read nothing for a while: the proxy's writes stall once the socket
+    // buffers are full, and it gives up after the write timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let seen = closed_within(&mut stream, Duration::from_secs(20))
+        .await
+        .expect("the stalled connection was dropped");
+    assert!(
+        (seen.len() as u64) < total,
+        "only what the socket buffers held arrives ({} bytes)",
+        seen.len()
+    );
+}
+
+#[tokio::test]
+async fn a_body_cut_short_by_the_client_is_refused_and_never_forwarded() {
+    use tokio::io::AsyncWriteExt as _;
+    let env = Env::start().await;
+    let body = vec![b'x'; 100];
+    let proof = env.signer.sign("POST", "/echo", &body);
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: proxy\r\nSignet-Proof: {proof}\r\nContent-Length: 100\r\n\r\n"
+    );
+    let mut stream = tokio::net::TcpStream::connect(env.proxy.addr)
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let seen = closed_within(&mut stream, Duration::from_secs(10))
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    assert!(
+        text.contains(r#"{"error":{"code":"INVALID_BODY","#),
+        "{text}"
+    );
+    env.assert_nothing_forwarded();
+}
