@@ -1554,24 +1554,6 @@ fn the_demo_command_succeeds() {
 // Connection timeouts and broken bodies
 // ===========================================================================
 
-/// Reads until the proxy closes (or resets) the connection; `None` if it is
-/// still open after `limit`.
-async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
-    use tokio::io::AsyncReadExt as _;
-    tokio::time::timeout(limit, async {
-        let mut seen = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return seen,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-    .ok()
-}
-
 #[tokio::test]
 async fn a_keep_alive_connection_idle_past_the_idle_timeout_is_closed() {
     use tokio::io::AsyncWriteExt as _;
@@ -1590,7 +1572,7 @@ async fn a_keep_alive_connection_idle_past_the_idle_timeout_is_closed() {
     let reply = support::read_reply(&mut stream, false).await;
     assert_eq!(reply.status, 200);
     let started = Instant::now();
-    let rest = closed_within(&mut stream, Duration::from_secs(10)).await;
+    let rest = support::read_until_closed(&mut stream, Duration::from_secs(10)).await;
     assert_eq!(
         rest,
         Some(Vec::new()),
@@ -1628,7 +1610,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off_by_the_read_timeout
         .write_all(b"GET /user HTTP/1.1\r\nHost: pro")
         .await
         .unwrap();
-    let seen = closed_within(&mut stream, Duration::from_secs(10)).await;
+    let seen = support::read_until_closed(&mut stream, Duration::from_secs(10)).await;
     assert!(seen.is_some(), "a slow-loris connection must be closed");
     env.assert_nothing_forwarded();
 }
@@ -1654,7 +1636,7 @@ async fn a_client_that_stops_reading_a_download_is_dropped_by_the_write_timeout(
     // Read nothing for a while: the proxy's writes stall once the socket
     // buffers are full, and it gives up after the write timeout.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let seen = closed_within(&mut stream, Duration::from_secs(20))
+    let seen = support::read_until_closed(&mut stream, Duration::from_secs(20))
         .await
         .expect("the stalled connection was dropped");
     assert!(
@@ -1679,7 +1661,7 @@ async fn a_body_cut_short_by_the_client_is_refused_and_never_forwarded() {
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&body[..10]).await.unwrap();
     stream.shutdown().await.unwrap();
-    let seen = closed_within(&mut stream, Duration::from_secs(10))
+    let seen = support::read_until_closed(&mut stream, Duration::from_secs(10))
         .await
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&seen);

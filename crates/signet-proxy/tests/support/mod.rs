@@ -459,9 +459,17 @@ pub async fn send_raw(addr: SocketAddr, bytes: &[u8], head: bool) -> Reply {
 /// the connection (or resets it), for responses that are cut off.
 pub async fn send_until_closed(addr: SocketAddr, request: &Request) -> Vec<u8> {
     let bytes = request.to_bytes(&addr.to_string());
-    tokio::time::timeout(EXCHANGE_LIMIT, async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect to proxy");
-        stream.write_all(&bytes).await.expect("write request");
+    let mut stream = TcpStream::connect(addr).await.expect("connect to proxy");
+    stream.write_all(&bytes).await.expect("write request");
+    read_until_closed(&mut stream, EXCHANGE_LIMIT)
+        .await
+        .expect("the proxy closes the connection in time")
+}
+
+/// Every byte received until the proxy closes (or resets) the connection;
+/// `None` if it is still open after `limit`.
+pub async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    tokio::time::timeout(limit, async {
         let mut raw = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -472,7 +480,7 @@ pub async fn send_until_closed(addr: SocketAddr, request: &Request) -> Vec<u8> {
         }
     })
     .await
-    .expect("the proxy closes the connection in time")
+    .ok()
 }
 
 /// Reads one response from `stream`: stops once it is complete, or at EOF.
