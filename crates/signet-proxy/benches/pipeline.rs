@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http::Request;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -132,7 +132,44 @@ fn pipeline(c: &mut Criterion) {
             .iter(|| async { assert_eq!(rig.get(rig.proxy, &[]).await, 401) });
     });
     group.finish();
+
+    // Throughput: 64 signed requests in flight at once, each on its own
+    // pooled connection; the client runs on the same two cores.
+    let rig = std::sync::Arc::new(rig);
+    let mut group = c.benchmark_group("concurrent");
+    group.throughput(Throughput::Elements(CONCURRENCY as u64));
+    group.bench_function("64_signed_requests_through_proxy", |b| {
+        b.to_async(&runtime).iter_batched(
+            || {
+                (0..CONCURRENCY)
+                    .map(|_| {
+                        nonce += 1;
+                        rig.proof(nonce)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |proofs| {
+                let rig = std::sync::Arc::clone(&rig);
+                async move {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for proof in proofs {
+                        let rig = std::sync::Arc::clone(&rig);
+                        tasks.spawn(async move {
+                            rig.get(rig.proxy, &[("signet-proof", &proof)]).await
+                        });
+                    }
+                    while let Some(status) = tasks.join_next().await {
+                        assert_eq!(status.unwrap(), 200);
+                    }
+                }
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
 }
+
+const CONCURRENCY: usize = 64;
 
 criterion_group!(benches, pipeline);
 criterion_main!(benches);

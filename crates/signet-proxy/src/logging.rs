@@ -29,7 +29,14 @@ pub struct RequestLog {
     method: Method,
     path: String,
     key_id: Option<String>,
-    refusal: Option<(ErrorCode, Option<String>)>,
+    outcome: Outcome,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Forwarded,
+    Health,
+    Refused(ErrorCode, Option<String>),
 }
 
 impl RequestLog {
@@ -39,7 +46,7 @@ impl RequestLog {
             method: method.clone(),
             path: uri.path().to_owned(),
             key_id: None,
-            refusal: None,
+            outcome: Outcome::Forwarded,
         }
     }
 
@@ -48,17 +55,29 @@ impl RequestLog {
         self.key_id = Some(signet_core::key_id(mk));
     }
 
+    /// The request was a health check (logged at debug level: probes are frequent).
+    pub fn health(&mut self) {
+        self.outcome = Outcome::Health;
+    }
+
     /// The request was refused, or the upstream failed.
     pub fn refused(&mut self, refusal: &Refusal) {
-        self.refusal = Some((refusal.code, refusal.detail.clone()));
+        self.outcome = Outcome::Refused(refusal.code, refusal.detail.clone());
     }
 
     /// Writes the one record of this request.
     pub fn finish(self, status: StatusCode, latency: Duration) {
         let latency_ms = latency.as_secs_f64() * 1000.0;
         let key_id = self.key_id.as_deref().unwrap_or("-");
-        match self.refusal {
-            None => tracing::info!(
+        match self.outcome {
+            Outcome::Health => tracing::debug!(
+                method = %self.method,
+                path = %self.path,
+                status = status.as_u16(),
+                latency_ms,
+                "health check"
+            ),
+            Outcome::Forwarded => tracing::info!(
                 method = %self.method,
                 path = %self.path,
                 status = status.as_u16(),
@@ -66,8 +85,8 @@ impl RequestLog {
                 latency_ms,
                 "request forwarded"
             ),
-            Some((code, detail)) => {
-                let detail = detail.as_deref().unwrap_or("");
+            Outcome::Refused(code, detail) => {
+                let detail = detail.as_deref().unwrap_or(code.message());
                 let message = match code.status() {
                     401 | 403 => "authentication failed",
                     502 | 504 => "upstream failed",

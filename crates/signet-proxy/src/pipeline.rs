@@ -95,6 +95,7 @@ impl<R: ReplayStore> Proxy<R> {
 
         // Health needs no proof; it is answered before any proof work.
         if health::matches(&parts.method, uri.path(), &self.health_path) {
+            log.health();
             return Ok(health::response(parts.method == Method::HEAD));
         }
 
