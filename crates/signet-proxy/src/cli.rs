@@ -46,7 +46,7 @@ pub struct Args {
     #[arg(long, default_value = "/healthz")]
     pub health_path: String,
 
-    /// Longest wait for a request's headers, and then for its body (0 = none).
+    /// A request's headers must be complete this long after its first byte; its body gets as long again (0 = no limit).
     #[arg(long, default_value = "30s")]
     pub read_timeout: String,
 
@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long, default_value = "30s")]
     pub write_timeout: String,
 
-    /// Keep-alive connections idle this long are closed (0 = never).
+    /// A keep-alive connection waiting this long for its next request is closed (0 = never).
     #[arg(long, default_value = "120s")]
     pub idle_timeout: String,
 

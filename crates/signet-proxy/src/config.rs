@@ -31,11 +31,11 @@ pub struct Config {
     pub log_level: tracing::Level,
     /// Health check path.
     pub health_path: String,
-    /// Header read timeout, then body read timeout (`None`: no limit).
+    /// Headers complete within this of their first byte; the body gets as long again (`None`: no limit).
     pub read_timeout: Option<Duration>,
     /// Longest stall of one write to a client (`None`: no limit).
     pub write_timeout: Option<Duration>,
-    /// Idle keep-alive connections are closed after this (`None`: never).
+    /// A keep-alive connection waiting this long for its next request is closed (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Largest allowed `|ts - now|`, seconds.
     pub clock_skew: u64,

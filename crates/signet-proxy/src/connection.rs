@@ -1,46 +1,132 @@
-//! One client connection: HTTP/1.1 with keep-alive, and the three timeouts.
+//! One client connection: HTTP/1.1 with keep-alive, and the three timeouts,
+//! with the meaning Go's `net/http` gives them:
 //!
-//! * `--read-timeout`: hyper's header read timeout (a connection that has not
-//!   sent complete request headers within it is closed; this also bounds how
-//!   long a keep-alive connection may wait for its next request), then the
-//!   body read in the pipeline.
+//! * `--read-timeout`: a request's headers must be complete this long after
+//!   its first byte (after the accept, for a connection's first request), or
+//!   the connection is dropped (slow-loris protection). The pipeline then
+//!   gives the body the same time again (`408 REQUEST_TIMEOUT`).
+//! * `--idle-timeout`: a keep-alive connection that waits this long for the
+//!   first byte of its next request is closed.
 //! * `--write-timeout`: one write to the client that makes no progress for
-//!   this long drops the connection. Long downloads that keep moving are fine.
-//! * `--idle-timeout`: a connection on which no byte moved either way for this
-//!   long is shut down gracefully (an in-flight request still finishes).
+//!   this long drops the connection. Unlike Go's deadline for the whole
+//!   response, a long download that keeps moving is never cut.
+//!
+//! A connection is always in one [`Phase`]; a small watchdog beside hyper's
+//! connection future enforces the deadline of the current phase.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::{Instant, Sleep};
 
+use crate::body::ProxyBody;
 use crate::pipeline::Proxy;
 use crate::replay::ReplayStore;
 
 /// The connection timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
-    /// Header read timeout.
+    /// Headers complete within this of their first byte.
     pub read: Option<Duration>,
     /// Stall limit of one write.
     pub write: Option<Duration>,
-    /// No-traffic limit.
+    /// Wait limit for the next request on a keep-alive connection.
     pub idle: Option<Duration>,
 }
 
-/// Serves one connection until it closes, the idle limit passes, or
+/// Where a connection is in its request cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    /// Reading a request's headers (bounded by the read timeout).
+    Head = 0,
+    /// A request is being handled or its response streamed (no deadline here:
+    /// the body read, the upstream and writes have their own limits).
+    Busy = 1,
+    /// Waiting for the next request's first byte (bounded by the idle timeout).
+    Idle = 2,
+}
+
+/// The phase and when it began, shared by the I/O wrapper, the service and
+/// the watchdog.
+struct ConnState {
+    epoch: Instant,
+    phase: AtomicU8,
+    since_ms: AtomicU64,
+    /// Wakes the watchdog when a new deadline may be earlier than its current one.
+    changed: Notify,
+}
+
+impl ConnState {
+    fn new() -> Self {
+        ConnState {
+            epoch: Instant::now(),
+            phase: AtomicU8::new(Phase::Head as u8),
+            since_ms: AtomicU64::new(0),
+            changed: Notify::new(),
+        }
+    }
+
+    fn phase(&self) -> (Phase, Instant) {
+        let phase = match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Head,
+            1 => Phase::Busy,
+            _ => Phase::Idle,
+        };
+        let since = self.epoch + Duration::from_millis(self.since_ms.load(Ordering::Acquire));
+        (phase, since)
+    }
+
+    fn enter(&self, phase: Phase) {
+        let millis = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.since_ms.store(millis, Ordering::Release);
+        self.phase.store(phase as u8, Ordering::Release);
+        self.changed.notify_one();
+    }
+
+    /// Idle → Head when a byte of the next request arrives.
+    fn bytes_read(&self) {
+        if self
+            .phase
+            .compare_exchange(
+                Phase::Idle as u8,
+                Phase::Head as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            self.enter(Phase::Head);
+        }
+    }
+
+    /// The deadline of the current phase, if it has one.
+    fn deadline(&self, timeouts: &Timeouts) -> Option<(Phase, Instant)> {
+        let (phase, since) = self.phase();
+        let limit = match phase {
+            Phase::Head => timeouts.read?,
+            Phase::Idle => timeouts.idle?,
+            Phase::Busy => return None,
+        };
+        Some((phase, since + limit))
+    }
+}
+
+/// Serves one connection until it closes, a phase deadline passes, or
 /// `shutdown` fires (then in-flight requests finish and keep-alive ends).
 pub async fn serve<R: ReplayStore>(
     stream: TcpStream,
@@ -48,37 +134,38 @@ pub async fn serve<R: ReplayStore>(
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let epoch = Instant::now();
-    let activity = Arc::new(AtomicU64::new(0));
+    let state = Arc::new(ConnState::new());
     let io = TimedIo {
         inner: stream,
         write_timeout: timeouts.write,
         write_stall: None,
-        activity: Arc::clone(&activity),
-        epoch,
+        state: Arc::clone(&state),
     };
+    let service_state = Arc::clone(&state);
     let service = service_fn(move |request| {
         let proxy = Arc::clone(&proxy);
-        async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+        let guard = InFlight::start(Arc::clone(&service_state));
+        async move {
+            let response = proxy.handle(request).await;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody {
+                body,
+                _guard: guard,
+            }))
+        }
     });
-    let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).keep_alive(true);
-    if let Some(read) = timeouts.read {
-        builder.header_read_timeout(read);
-    }
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
 
     let mut shutting_down = false;
     loop {
-        let idle_check = async {
-            match timeouts.idle {
-                Some(idle) if !shutting_down => {
-                    let last = epoch + Duration::from_millis(activity.load(Ordering::Relaxed));
-                    tokio::time::sleep_until(last + idle).await;
-                    last.elapsed() >= idle
-                }
-                _ => std::future::pending().await,
+        let deadline = state.deadline(&timeouts);
+        let watchdog = async {
+            match deadline {
+                Some((_, at)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -94,31 +181,79 @@ pub async fn serve<R: ReplayStore>(
                     shutting_down = true;
                 }
             }
-            idle = idle_check => {
-                if idle {
-                    connection.as_mut().graceful_shutdown();
-                    shutting_down = true;
+            () = state.changed.notified() => {}
+            () = watchdog => {
+                // The phase may have moved on while we slept; only a deadline
+                // that is still current counts.
+                match state.deadline(&timeouts) {
+                    Some((Phase::Head, at)) if at <= Instant::now() => {
+                        tracing::debug!("request headers not complete within --read-timeout; dropping the connection");
+                        return;
+                    }
+                    Some((Phase::Idle, at)) if at <= Instant::now() => {
+                        connection.as_mut().graceful_shutdown();
+                        shutting_down = true;
+                    }
+                    _ => {}
                 }
             }
         }
     }
 }
 
-/// A TCP stream that records when bytes last moved and bounds write stalls.
+/// Marks the connection busy while a request is handled and its response
+/// body is alive; idle again once hyper drops the body.
+struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    fn start(state: Arc<ConnState>) -> Self {
+        state.enter(Phase::Busy);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.enter(Phase::Idle);
+    }
+}
+
+/// A response body that keeps the connection marked busy until it is dropped.
+struct TrackedBody {
+    body: ProxyBody,
+    _guard: InFlight,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = <ProxyBody as Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A TCP stream that notices the first byte of each request and bounds
+/// write stalls.
 struct TimedIo {
     inner: TcpStream,
     write_timeout: Option<Duration>,
     write_stall: Option<Pin<Box<Sleep>>>,
-    activity: Arc<AtomicU64>,
-    epoch: Instant,
+    state: Arc<ConnState>,
 }
 
 impl TimedIo {
-    fn touch(&self) {
-        let millis = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.activity.store(millis, Ordering::Relaxed);
-    }
-
     fn poll_write_with<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -127,7 +262,6 @@ impl TimedIo {
         match write(Pin::new(&mut self.inner), cx) {
             Poll::Ready(result) => {
                 self.write_stall = None;
-                self.touch();
                 Poll::Ready(result)
             }
             Poll::Pending => {
@@ -156,9 +290,10 @@ impl AsyncRead for TimedIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if result.is_ready() {
-            this.touch();
+        if buf.filled().len() > before {
+            this.state.bytes_read();
         }
         result
     }

@@ -1584,6 +1584,53 @@ async fn a_keep_alive_connection_idle_past_the_idle_timeout_is_closed() {
 }
 
 #[tokio::test]
+async fn a_keep_alive_connection_outlives_the_read_timeout_while_idle() {
+    use tokio::io::AsyncWriteExt as _;
+    let env = Env::start_with(|c| {
+        c.read_timeout = Some(Duration::from_millis(200));
+        c.idle_timeout = Some(Duration::from_secs(30));
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(env.proxy.addr)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n")
+            .await
+            .unwrap();
+        let reply = support::read_reply(&mut stream, false).await;
+        assert_eq!(reply.status, 200);
+        // Idle for three read timeouts: only the idle timeout applies now.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_second_request_on_a_keep_alive_connection_is_cut_off_by_the_read_timeout() {
+    use tokio::io::AsyncWriteExt as _;
+    let env = Env::start_with(|c| {
+        c.read_timeout = Some(Duration::from_millis(300));
+        c.idle_timeout = Some(Duration::from_secs(30));
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(env.proxy.addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(support::read_reply(&mut stream, false).await.status, 200);
+    stream.write_all(b"GET /user HTTP/1.1\r\nHo").await.unwrap();
+    let started = Instant::now();
+    let rest = support::read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(rest.is_some(), "the slow request's connection is dropped");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    env.assert_nothing_forwarded();
+}
+
+#[tokio::test]
 async fn the_idle_timeout_never_cuts_a_request_that_is_waiting_for_the_upstream() {
     let env = Env::start_with(|c| {
         c.idle_timeout = Some(Duration::from_millis(200));
