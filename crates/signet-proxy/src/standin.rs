@@ -14,6 +14,7 @@
 //! | `/delay/{ms}` | 200 after waiting that long before the headers |
 //! | `/status/{code}` | that status |
 //! | `/redirect` | 302 to `/user` on this stand-in |
+//! | `/gated` | 200, `first\n` at once, then `rest\n` only after [`StandIn::open_gate`] |
 //! | `/hop-by-hop` | 200 with hop-by-hop response headers a proxy must drop |
 //! | anything else | 404 `{"message":"Not Found"}` |
 //!
@@ -60,11 +61,13 @@ pub struct StandIn {
     addr: SocketAddr,
     scheme: &'static str,
     recorded: Arc<Mutex<Vec<Recorded>>>,
+    gate: Arc<tokio::sync::Notify>,
     task: JoinHandle<()>,
 }
 
 struct State {
     token: Option<String>,
+    gate: Arc<tokio::sync::Notify>,
     base: String,
     recorded: Arc<Mutex<Vec<Recorded>>>,
 }
@@ -92,8 +95,10 @@ impl StandIn {
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let recorded = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Notify::new());
         let state = Arc::new(State {
             token: token.map(str::to_owned),
+            gate: Arc::clone(&gate),
             base: format!("{scheme}://{addr}"),
             recorded: Arc::clone(&recorded),
         });
@@ -132,6 +137,7 @@ impl StandIn {
             addr,
             scheme,
             recorded,
+            gate,
             task,
         })
     }
@@ -146,6 +152,11 @@ impl StandIn {
         format!("{}://{}", self.scheme, self.addr)
     }
 
+    /// Lets a `/gated` response send the rest of its body.
+    pub fn open_gate(&self) {
+        self.gate.notify_one();
+    }
+
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.recorded.lock().map(|r| r.clone()).unwrap_or_default()
@@ -158,7 +169,8 @@ impl Drop for StandIn {
     }
 }
 
-type StandInBody = http_body_util::Either<http_body_util::Full<Bytes>, Filler>;
+type StandInBody =
+    http_body_util::Either<http_body_util::Full<Bytes>, http_body_util::Either<Filler, Gated>>;
 
 async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBody> {
     let (parts, body) = request.into_parts();
@@ -224,7 +236,10 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
         }
         ["stream", bytes] => match bytes.parse::<u64>() {
             Ok(total) => {
-                let mut response = Response::new(StandInBody::Right(Filler { remaining: total }));
+                let mut response =
+                    Response::new(StandInBody::Right(http_body_util::Either::Left(Filler {
+                        remaining: total,
+                    })));
                 response
                     .headers_mut()
                     .insert(CONTENT_LENGTH, HeaderValue::from(total));
@@ -247,6 +262,18 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
             Some(status) => json(status, r#"{"message":"as requested"}"#),
             None => not_found(),
         },
+        ["gated"] => {
+            let (sender, receiver) = tokio::sync::mpsc::channel(2);
+            let gate = Arc::clone(&state.gate);
+            tokio::spawn(async move {
+                let _ = sender.send(Bytes::from_static(b"first\n")).await;
+                gate.notified().await;
+                let _ = sender.send(Bytes::from_static(b"rest\n")).await;
+            });
+            Response::new(StandInBody::Right(http_body_util::Either::Right(Gated {
+                receiver,
+            })))
+        }
         ["redirect"] => {
             let mut response = json(StatusCode::FOUND, "{}");
             if let Ok(location) = HeaderValue::from_str(&format!("{}/user", state.base)) {
@@ -322,5 +349,26 @@ impl Body for Filler {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// A body whose chunks arrive over a channel, as a slow upstream sends them.
+#[derive(Debug)]
+pub struct Gated {
+    receiver: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl Body for Gated {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .receiver
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
     }
 }

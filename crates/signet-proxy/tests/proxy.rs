@@ -1721,3 +1721,84 @@ async fn a_body_cut_short_by_the_client_is_refused_and_never_forwarded() {
     );
     env.assert_nothing_forwarded();
 }
+
+#[tokio::test]
+async fn response_bytes_reach_the_client_before_the_upstream_has_finished() {
+    use tokio::io::AsyncWriteExt as _;
+    let env = Env::start().await;
+    let request = Request::get("/gated").proof(env.signer.sign("GET", "/gated", b""));
+    let mut stream = tokio::net::TcpStream::connect(env.proxy.addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(&request.to_bytes(&env.proxy.addr.to_string()))
+        .await
+        .unwrap();
+    // The upstream has sent only "first\n" and waits for the gate: a proxy
+    // that buffered the response would send nothing yet.
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, "first\n").await;
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    assert!(!String::from_utf8_lossy(&seen).contains("rest"));
+    env.upstream.open_gate();
+    read_until(&mut stream, &mut seen, "rest\n").await;
+}
+
+/// Reads into `seen` until it contains `needle` (at most 10 s).
+async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, needle: &str) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{needle:?} did not arrive; got {}",
+            String::from_utf8_lossy(seen)
+        )
+    });
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_but_lets_an_in_flight_request_finish() {
+    let upstream = StandIn::start(Some(TOKEN)).await.unwrap();
+    let signer = Signer::new();
+    let config = support::config(&upstream.url(), &signer);
+    let server = signet_proxy::Server::bind(&config, signet_proxy::MemoryReplayStore::new(100))
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let target = "/delay/700";
+    let request = Request::get(target).proof(signer.sign("GET", target, b""));
+    let in_flight = tokio::spawn(async move { send(addr, &request).await });
+    // Wait until the request has reached the upstream, then shut down.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while upstream.requests().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    stop.send(()).unwrap();
+
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("the server stops once the request is done")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections after shutdown"
+    );
+}
