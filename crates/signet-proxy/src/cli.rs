@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 /// signet-proxy: a reverse proxy for the GitHub API that verifies Signet
 /// proofs offline and injects one shared GitHub token.
+// These doc comments are also the `--help` text, where URLs stay bare.
+#[allow(rustdoc::bare_urls)]
 #[derive(Debug, Clone, Parser)]
 #[command(name = "signet-proxy", version, about, long_about = None)]
 pub struct Args {

@@ -11,8 +11,8 @@
 //!   this long drops the connection. Unlike Go's deadline for the whole
 //!   response, a long download that keeps moving is never cut.
 //!
-//! A connection is always in one [`Phase`]; a small watchdog beside hyper's
-//! connection future enforces the deadline of the current phase.
+//! A connection is always in one phase (reading a head, busy, idle); a small
+//! watchdog beside hyper's connection future enforces the phase's deadline.
 
 use std::convert::Infallible;
 use std::future::Future;
