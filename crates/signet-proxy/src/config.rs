@@ -4,7 +4,7 @@
 //! [`ConfigError`] whose message is what the user sees before the process
 //! exits non-zero. Tests build `Config` values directly with [`Config::new`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -205,12 +205,8 @@ impl Config {
         let github_token = GitHubToken::new(token).ok_or(ConfigError::GitHubTokenInvalid)?;
         let upstream = Upstream::parse(&args.github_api)?;
 
-        let ip: IpAddr = args
-            .listen
-            .parse()
-            .map_err(|_| flag_error("listen", &args.listen, "not an IP address"))?;
         let mut config = Config::new(upstream, master_keys, github_token);
-        config.listen = SocketAddr::new(ip, args.port);
+        config.listen = listen_addr(&args.listen, args.port)?;
         config.log_level = args.log_level.parse().map_err(|_| {
             flag_error(
                 "log-level",
@@ -281,6 +277,24 @@ fn flag_error(flag: &'static str, value: &str, why: &str) -> ConfigError {
         value: value.to_owned(),
         why: why.to_owned(),
     }
+}
+
+/// An IP address, or a host name resolved once at startup (`localhost`).
+fn listen_addr(host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            flag_error(
+                "listen",
+                host,
+                "not an IP address or a resolvable host name",
+            )
+        })
 }
 
 fn optional(duration: Duration) -> Option<Duration> {
@@ -378,6 +392,30 @@ mod tests {
             "ftp://x"
         ])
         .contains("scheme must be http or https"));
+    }
+
+    #[test]
+    fn a_debug_print_of_the_config_never_shows_the_token() {
+        let config = Config::from_args(&args(&[
+            "--master-key",
+            KEY,
+            "--github-token",
+            "ghs_topsecret123",
+        ]));
+        let printed = format!("{config:?}");
+        assert!(printed.contains("GitHubToken([redacted])"), "{printed}");
+        assert!(!printed.contains("topsecret"), "{printed}");
+    }
+
+    #[test]
+    fn listen_takes_an_ip_or_a_host_name() {
+        assert_eq!(
+            listen_addr("127.0.0.1", 9).ok(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 9)))
+        );
+        assert_eq!(listen_addr("::", 9).map(|a| a.port()).ok(), Some(9));
+        assert!(listen_addr("localhost", 9).is_ok_and(|a| a.ip().is_loopback()));
+        assert!(listen_addr("no such host.invalid", 9).is_err());
     }
 
     #[test]
