@@ -95,7 +95,11 @@ impl ConnState {
         let millis = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.since_ms.store(millis, Ordering::Release);
         self.phase.store(phase as u8, Ordering::Release);
-        self.changed.notify_one();
+        // Busy has no deadline: a watchdog still sleeping toward an older one
+        // wakes, finds it stale and sleeps again, so it need not be woken now.
+        if phase != Phase::Busy {
+            self.changed.notify_one();
+        }
     }
 
     /// Idle → Head when a byte of the next request arrives.
@@ -160,14 +164,14 @@ pub async fn serve<R: ReplayStore>(
     tokio::pin!(connection);
 
     let mut shutting_down = false;
+    // One timer for the connection's life, moved to each new deadline.
+    let watchdog = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(watchdog);
     loop {
         let deadline = state.deadline(&timeouts);
-        let watchdog = async {
-            match deadline {
-                Some((_, at)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        if let Some((_, at)) = deadline {
+            watchdog.as_mut().reset(at);
+        }
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
@@ -182,7 +186,7 @@ pub async fn serve<R: ReplayStore>(
                 }
             }
             () = state.changed.notified() => {}
-            () = watchdog => {
+            () = watchdog.as_mut(), if deadline.is_some() && !shutting_down => {
                 // The phase may have moved on while we slept; only a deadline
                 // that is still current counts.
                 match state.deadline(&timeouts) {
