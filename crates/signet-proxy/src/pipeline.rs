@@ -23,7 +23,7 @@ use crate::health;
 use crate::logging::RequestLog;
 use crate::policy::Policy;
 use crate::refusal::Refusal;
-use crate::replay::{ReplayError, ReplayStore};
+use crate::replay::ReplayStore;
 use crate::target;
 
 /// The proxy's request handler and everything it needs, shared by all
@@ -57,11 +57,6 @@ impl<R: ReplayStore> Proxy<R> {
             max_body_size: config.max_body_size,
             read_timeout: config.read_timeout,
         })
-    }
-
-    /// The replay store in use.
-    pub fn replay_store(&self) -> &R {
-        &self.replay
     }
 
     /// Handles one request: a response in every case, and one log record.
@@ -129,13 +124,7 @@ impl<R: ReplayStore> Proxy<R> {
             .saturating_add(self.verifier.limits().clock_skew);
         self.replay
             .record(&verified.replay_key(), expires_at, self.clock.now())
-            .await
-            .map_err(|e| match e {
-                ReplayError::Replayed => Refusal::new(ErrorCode::ReplayDetected),
-                ReplayError::Unavailable(why) => {
-                    Refusal::new(ErrorCode::ReplayStoreUnavailable).with_detail(why)
-                }
-            })?;
+            .await?;
 
         // §7: rewrite headers and forward; the response streams back.
         self.forwarder.forward(parts, target, body).await

@@ -9,6 +9,7 @@ use http::{HeaderValue, Response, StatusCode};
 use signet_core::{ErrorCode, ParseError, VerifyError};
 
 use crate::body::ProxyBody;
+use crate::replay::ReplayError;
 
 /// Why a request was not forwarded (or failed upstream).
 #[derive(Debug, Clone)]
@@ -84,6 +85,17 @@ impl From<ParseError> for Refusal {
 impl From<VerifyError> for Refusal {
     fn from(error: VerifyError) -> Self {
         Refusal::new(error.code()).with_detail(error.to_string())
+    }
+}
+
+impl From<ReplayError> for Refusal {
+    fn from(error: ReplayError) -> Self {
+        match error {
+            ReplayError::Replayed => Refusal::new(ErrorCode::ReplayDetected),
+            ReplayError::Unavailable(why) => {
+                Refusal::new(ErrorCode::ReplayStoreUnavailable).with_detail(why)
+            }
+        }
     }
 }
 

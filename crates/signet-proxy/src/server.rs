@@ -70,11 +70,6 @@ impl<R: ReplayStore> Server<R> {
         self.listener.local_addr()
     }
 
-    /// The request handler, shared with every connection.
-    pub fn proxy(&self) -> &Arc<Proxy<R>> {
-        &self.proxy
-    }
-
     /// Serves until `shutdown` completes, then stops accepting and waits up
     /// to the shutdown timeout for open connections to finish their requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
