@@ -9,9 +9,16 @@ use signet_core::ErrorCode;
 
 use crate::refusal::Refusal;
 
-/// Installs the JSON subscriber at `level`. Safe to call twice (the second
-/// call does nothing), so tests and the demo can share a process.
-pub fn init(level: tracing::Level) {
+/// Installs the JSON subscriber at `level`, writing to stdout from a
+/// background thread so a slow log consumer never stalls a request. Keep the
+/// returned guard alive until exit: dropping it flushes what is queued.
+/// Safe to call twice (the second call installs nothing).
+pub fn init(level: tracing::Level) -> tracing_appender::non_blocking::WorkerGuard {
+    // Not lossy: an auth gateway's log is its audit trail. Bursts queue in
+    // memory; only a consumer that stays slow for long slows requests.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -19,8 +26,9 @@ pub fn init(level: tracing::Level) {
         .with_span_list(false)
         .with_target(false)
         .with_max_level(level)
-        .with_writer(std::io::stdout)
+        .with_writer(writer)
         .try_init();
+    guard
 }
 
 /// What one request's log record says, filled in as the pipeline advances.

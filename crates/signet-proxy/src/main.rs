@@ -28,8 +28,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    logging::init(config.log_level);
-    match runtime.block_on(signet_proxy::run(config)) {
+    let _log_flush = logging::init(config.log_level);
+    let outcome = runtime.block_on(signet_proxy::run(config));
+    // Let connection tasks that outlived the shutdown timeout go before the
+    // log guard flushes on return.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("signet-proxy: {error}");
