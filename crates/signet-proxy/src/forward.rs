@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
-use signet_core::ErrorCode;
+use signet_core::{ErrorCode, VerifiedProof};
 
 use crate::body::ProxyBody;
 use crate::config::{Config, Upstream};
@@ -142,8 +142,14 @@ impl Forwarder {
     /// Sends the verified request upstream and returns its response with the
     /// body still streaming. `BAD_GATEWAY` when the upstream cannot be
     /// reached, `GATEWAY_TIMEOUT` when its headers do not arrive in time.
+    ///
+    /// `_verified` is the evidence: only [`CheckedProof::verify`] makes a
+    /// [`VerifiedProof`], so nothing can reach the token without one.
+    ///
+    /// [`CheckedProof::verify`]: signet_core::CheckedProof::verify
     pub async fn forward(
         &self,
+        _verified: &VerifiedProof,
         mut parts: request::Parts,
         target: &str,
         body: Bytes,

@@ -127,7 +127,7 @@ impl<R: ReplayStore> Proxy<R> {
             .await?;
 
         // §7: rewrite headers and forward; the response streams back.
-        self.forwarder.forward(parts, target, body).await
+        self.forwarder.forward(&verified, parts, target, body).await
     }
 }
 
