@@ -34,8 +34,11 @@ pub enum ErrorCode {
     ReplayDetected,
     /// §5: the replay store cannot be reached or is full (fail closed).
     ReplayStoreUnavailable,
-    /// §3: the request-target is not in origin-form.
+    /// §3: the request-target is not in origin-form, or its path has a
+    /// dot-segment (amendment 1).
     InvalidRequestTarget,
+    /// §3 (amendment 1): the method is not one of the GitHub API's seven.
+    MethodNotAllowed,
     /// §6: the upstream is unreachable or broke before its response headers.
     BadGateway,
     /// §6: no upstream response headers within the upstream timeout.
@@ -45,6 +48,11 @@ pub enum ErrorCode {
     /// The request body could not be read: bad framing or the client went
     /// away mid-body (product code).
     InvalidBody,
+    /// The proxy already buffers as many request bodies as its budget allows
+    /// (product code, `--body-buffer-budget`).
+    BodyBudgetExhausted,
+    /// The proxy already serves `--max-connections` connections (product code).
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -67,6 +75,9 @@ impl ErrorCode {
             Self::GatewayTimeout => "GATEWAY_TIMEOUT",
             Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::InvalidBody => "INVALID_BODY",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::BodyBudgetExhausted => "BODY_BUDGET_EXHAUSTED",
+            Self::TooManyConnections => "TOO_MANY_CONNECTIONS",
         }
     }
 
@@ -82,10 +93,13 @@ impl ErrorCode {
             | Self::InvalidSignature
             | Self::ReplayDetected => 401,
             Self::PurposeMismatch => 403,
+            Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::RequestTooLarge => 413,
             Self::BadGateway => 502,
-            Self::ReplayStoreUnavailable => 503,
+            Self::ReplayStoreUnavailable | Self::BodyBudgetExhausted | Self::TooManyConnections => {
+                503
+            }
             Self::GatewayTimeout => 504,
         }
     }
@@ -115,7 +129,23 @@ impl ErrorCode {
             Self::GatewayTimeout => "The upstream API did not answer in time.",
             Self::RequestTimeout => "The request body did not arrive in time.",
             Self::InvalidBody => "The request body could not be read.",
+            Self::MethodNotAllowed => {
+                "The method is not allowed; use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS."
+            }
+            Self::BodyBudgetExhausted => {
+                "The proxy is buffering too many request bodies; retry shortly."
+            }
+            Self::TooManyConnections => "The proxy has too many open connections; retry shortly.",
         }
+    }
+
+    /// Whether a client may simply retry later (the proxy was busy, not the
+    /// request wrong): such refusals carry `Retry-After`.
+    pub const fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            Self::ReplayStoreUnavailable | Self::BodyBudgetExhausted | Self::TooManyConnections
+        )
     }
 
     /// Whether this refusal carries a `WWW-Authenticate` challenge (every 401 does).

@@ -48,7 +48,7 @@ pub use keys::{
     KeyError,
 };
 pub use request::{canonical_request, Binding, BindingMessage, BodyDigest, RequestParts};
-pub use verify::{CheckedProof, Limits, VerifiedProof, Verifier};
+pub use verify::{CheckedProof, Limits, ReplayRecord, ReplayScope, VerifiedProof, Verifier};
 
 /// Unpadded base64url, as used by every binary field of the header.
 pub mod base64url {

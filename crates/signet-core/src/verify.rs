@@ -10,7 +10,10 @@
 //!
 //! Step 7 (body size) sits between the two calls because the body must be read
 //! before the request signature can be checked. Steps 10–11 (policy, replay)
-//! belong to the proxy.
+//! belong to the proxy, but the rule of step 11 — still fresh when recorded,
+//! and for how long to remember — is decided here, once, by
+//! [`VerifiedProof::replay_record`], so every replay store gets it right by
+//! construction.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -226,6 +229,83 @@ impl VerifiedProof {
     }
 }
 
+/// Who shares a replay store; it decides how long a record must live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayScope {
+    /// One process: the clock that checks freshness also expires records.
+    Process,
+    /// Several replicas (a shared store such as Redis) whose clocks may
+    /// differ from each other by up to `clock_skew`.
+    Shared,
+}
+
+/// What a replay store writes for one verified proof (spec §5 step 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayRecord {
+    /// The replay key `(ek, n)`.
+    pub key: [u8; 48],
+    /// The last unix second (inclusive) during which the record must still
+    /// exist: while any clock sharing the store could accept this proof.
+    pub keep_until: u64,
+}
+
+impl ReplayRecord {
+    /// How long from `now` the record must be kept, in whole seconds: to the
+    /// end of second `keep_until`, so at least 1.
+    pub fn ttl_secs(&self, now: u64) -> u64 {
+        self.keep_until.saturating_sub(now).saturating_add(1)
+    }
+
+    /// Whether a record kept until `keep_until` still counts at `now`.
+    pub fn is_live(keep_until: u64, now: u64) -> bool {
+        keep_until >= now
+    }
+}
+
+impl VerifiedProof {
+    /// Step 11's rule (spec §5, amendment 1), for a store about to record
+    /// this proof at `now` — the same `now` the store expires records by.
+    ///
+    /// The proof must still pass step 6 at this moment: reading the body took
+    /// time the client controls, and a proof that went stale meanwhile could
+    /// otherwise be replayed after the first record expired. It is then
+    /// remembered while any clock sharing the store could accept it:
+    /// until `ts + clock_skew` in one process, `ts + 2 × clock_skew` when
+    /// replicas whose clocks differ by up to `clock_skew` share the store.
+    ///
+    /// ```
+    /// # use signet_core::{ReplayScope, VerifyError, Limits};
+    /// # fn demo(proof: &signet_core::VerifiedProof) {
+    /// let limits = Limits::default(); // clock_skew 30 s
+    /// let ts = proof.timestamp();
+    /// let record = proof.replay_record(limits, ts + 30, ReplayScope::Process);
+    /// assert_eq!(record.map(|r| r.keep_until), Ok(ts + 30));
+    /// assert_eq!(
+    ///     proof.replay_record(limits, ts + 31, ReplayScope::Process),
+    ///     Err(VerifyError::ClockSkew)
+    /// );
+    /// # }
+    /// ```
+    pub fn replay_record(
+        &self,
+        limits: Limits,
+        now: u64,
+        scope: ReplayScope,
+    ) -> Result<ReplayRecord, VerifyError> {
+        if self.ts.abs_diff(now) > limits.clock_skew {
+            return Err(VerifyError::ClockSkew);
+        }
+        let window = match scope {
+            ReplayScope::Process => limits.clock_skew,
+            ReplayScope::Shared => limits.clock_skew.saturating_mul(2),
+        };
+        Ok(ReplayRecord {
+            key: self.replay_key(),
+            keep_until: self.ts.saturating_add(window),
+        })
+    }
+}
+
 const SHARDS: usize = 16;
 
 /// Verified bindings, keyed by a hash of all of `mk, ek, exp, pur, b`, kept
@@ -364,6 +444,59 @@ mod tests {
             v.check(&p, 1000).and_then(|c| c.verify(&request)),
             Err(VerifyError::InvalidBindingSignature)
         );
+    }
+
+    fn verified_at(ts: u64) -> VerifiedProof {
+        let (v, p) = proof_at(ts, ts.saturating_add(300));
+        let request = RequestParts {
+            method: "GET",
+            target: "/user",
+            body_digest: BodyDigest::of(b""),
+        };
+        match v.check(&p, ts).and_then(|c| c.verify(&request)) {
+            Ok(verified) => verified,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_proof_must_still_be_fresh_when_its_replay_record_is_written() {
+        let proof = verified_at(1000);
+        let limits = Limits::default();
+        let record = |now| proof.replay_record(limits, now, ReplayScope::Process);
+        assert_eq!(record(1030).map(|r| r.keep_until), Ok(1030));
+        assert_eq!(record(970).map(|r| r.keep_until), Ok(1030));
+        assert_eq!(record(1031), Err(VerifyError::ClockSkew));
+        assert_eq!(record(969), Err(VerifyError::ClockSkew));
+        assert_eq!(record(1000).map(|r| r.key), Ok(proof.replay_key()));
+    }
+
+    #[test]
+    fn a_record_outlives_every_moment_at_which_the_proof_is_fresh() {
+        let proof = verified_at(1000);
+        let limits = Limits::default();
+        for now in 970..=1030 {
+            let Ok(record) = proof.replay_record(limits, now, ReplayScope::Process) else {
+                panic!("fresh at {now}");
+            };
+            // Any later moment at which a replay could be recorded finds it.
+            for later in now..=1030 {
+                assert!(ReplayRecord::is_live(record.keep_until, later));
+            }
+            assert_eq!(record.ttl_secs(now), 1030 - now + 1);
+        }
+    }
+
+    #[test]
+    fn a_shared_store_covers_replicas_whose_clocks_differ_by_the_skew() {
+        let proof = verified_at(1000);
+        let record = proof.replay_record(Limits::default(), 1000, ReplayScope::Shared);
+        // A replica 30 s behind still accepts the proof until its own 1030,
+        // which is 1060 on the recording replica's clock.
+        assert_eq!(record.map(|r| r.keep_until), Ok(1060));
+        let huge = verified_at(u64::MAX - 10);
+        let record = huge.replay_record(Limits::default(), u64::MAX - 10, ReplayScope::Shared);
+        assert_eq!(record.map(|r| r.keep_until), Ok(u64::MAX));
     }
 
     #[test]
