@@ -40,7 +40,8 @@ async fn rig() -> Rig {
         GitHubToken::new(TOKEN).unwrap(),
     );
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = Server::bind(&config, MemoryReplayStore::new(10_000_000))
+    config.replay_capacity = 10_000_000;
+    let server = Server::bind(&config, MemoryReplayStore::for_config(&config))
         .await
         .unwrap();
     let proxy = server.local_addr().unwrap();

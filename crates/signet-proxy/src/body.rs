@@ -1,33 +1,68 @@
-//! Request bodies in (bounded, timed) and response bodies out (streamed).
+//! Request bodies in (bounded per request and in total, timed) and response
+//! bodies out (streamed, with a no-progress limit on the upstream).
 
+use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt as _, Either, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use signet_core::ErrorCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 
 use crate::refusal::Refusal;
 
 /// The body of every response the proxy sends: a small in-memory body
 /// (health, refusals) or the upstream's body, streamed frame by frame.
 #[derive(Debug)]
-pub struct ProxyBody(Either<Full<Bytes>, Incoming>);
+pub struct ProxyBody(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    Full(Full<Bytes>),
+    Streamed(Streamed),
+}
+
+/// The upstream's body, with a limit on how long it may make no progress.
+#[derive(Debug)]
+struct Streamed {
+    body: Incoming,
+    stall_limit: Duration,
+    stall: Pin<Box<Sleep>>,
+    /// Whether the last poll left us waiting on the upstream: the stall timer
+    /// runs only then, never while the client is slow to take what we have.
+    waiting: bool,
+}
 
 impl ProxyBody {
     /// A body held in memory.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        ProxyBody(Either::Left(Full::new(bytes.into())))
+        ProxyBody(Kind::Full(Full::new(bytes.into())))
     }
 
-    /// The upstream's body, passed through without buffering.
-    pub fn streamed(body: Incoming) -> Self {
-        ProxyBody(Either::Right(body))
+    /// The upstream's body, passed through without buffering. If the
+    /// upstream sends nothing for `stall_limit` while we wait on it, the
+    /// body ends in an error, so the client sees a truncated response
+    /// instead of a connection held open forever.
+    pub fn streamed(body: Incoming, stall_limit: Duration) -> Self {
+        ProxyBody(Kind::Streamed(Streamed {
+            body,
+            stall_limit,
+            stall: Box::pin(tokio::time::sleep(stall_limit)),
+            waiting: false,
+        }))
     }
 }
+
+/// Why a streamed response ended early.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent no response bytes for {0:?}")]
+pub struct UpstreamStalled(Duration);
 
 impl Body for ProxyBody {
     type Data = Bytes;
@@ -37,47 +72,179 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().0).poll_frame(cx)
+        match &mut self.get_mut().0 {
+            Kind::Full(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            Kind::Streamed(streamed) => {
+                if !streamed.waiting {
+                    streamed.waiting = true;
+                    let deadline = Instant::now() + streamed.stall_limit;
+                    streamed.stall.as_mut().reset(deadline);
+                }
+                match Pin::new(&mut streamed.body).poll_frame(cx) {
+                    Poll::Ready(frame) => {
+                        streamed.waiting = false;
+                        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                    }
+                    Poll::Pending => match streamed.stall.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            Poll::Ready(Some(Err(Box::new(UpstreamStalled(streamed.stall_limit)))))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    },
+                }
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
+        match &self.0 {
+            Kind::Full(full) => full.is_end_stream(),
+            Kind::Streamed(streamed) => streamed.body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.0.size_hint()
+        match &self.0 {
+            Kind::Full(full) => full.size_hint(),
+            Kind::Streamed(streamed) => streamed.body.size_hint(),
+        }
     }
 }
 
+/// One budget unit: budgets count KiB so a `u32` of permits covers any size.
+const UNIT: u64 = 1024;
+
+/// How much more a chunked body reserves at a time.
+const GROWTH: u64 = 16 * UNIT;
+
+/// A process-wide limit on the bytes of request bodies held in memory at
+/// once. Bodies are read before their signatures can be checked (spec §5
+/// step 7), so without it anyone could make the proxy hold
+/// `max_body_size` per connection; over budget, a request is refused with
+/// 503 `BODY_BUDGET_EXHAUSTED` at once, never made to wait.
+#[derive(Debug, Clone)]
+pub struct BodyBudget {
+    units: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    /// A budget of `bytes` (rounded up to whole KiB).
+    pub fn new(bytes: u64) -> Self {
+        let units = usize::try_from(bytes.div_ceil(UNIT))
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        BodyBudget {
+            units: Arc::new(Semaphore::new(units)),
+        }
+    }
+
+    /// Bytes not held by any body right now.
+    pub fn available(&self) -> u64 {
+        self.units.available_permits() as u64 * UNIT
+    }
+
+    /// Takes room for `bytes`, or refuses at once.
+    fn take(&self, bytes: u64) -> Result<OwnedSemaphorePermit, Refusal> {
+        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX);
+        Arc::clone(&self.units)
+            .try_acquire_many_owned(units)
+            .map_err(|_| {
+                Refusal::new(ErrorCode::BodyBudgetExhausted).with_detail(format!(
+                    "no room for {bytes} more body bytes ({} free)",
+                    self.available()
+                ))
+            })
+    }
+}
+
+/// A request body held in memory, with its share of the [`BodyBudget`]
+/// (given back when this is dropped).
+#[derive(Debug)]
+pub struct BufferedBody {
+    /// Exactly the bytes that are hashed and forwarded.
+    pub bytes: Bytes,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
 /// Reads a whole request body (spec §5 step 7): refused up front when its
-/// declared length is over `limit`, and while reading when it grows past it.
-/// The bytes are exactly what is hashed and forwarded.
-pub async fn read(body: Incoming, limit: u64, timeout: Option<Duration>) -> Result<Bytes, Refusal> {
-    if body.size_hint().lower() > limit {
+/// declared length is over `limit`, and while reading when it grows past it;
+/// refused with 503 when the budget has no room for it; 408 when it takes
+/// longer than `timeout`.
+pub async fn read(
+    mut body: Incoming,
+    limit: u64,
+    timeout: Option<Duration>,
+    budget: &BodyBudget,
+) -> Result<BufferedBody, Refusal> {
+    let declared = body.size_hint();
+    if declared.lower() > limit {
         return Err(
             Refusal::new(ErrorCode::RequestTooLarge).with_detail(format!(
                 "Content-Length {} over the limit of {limit}",
-                body.size_hint().lower()
+                declared.lower()
             )),
         );
     }
     if body.is_end_stream() {
-        return Ok(Bytes::new());
+        return Ok(BufferedBody {
+            bytes: Bytes::new(),
+            _budget: None,
+        });
     }
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let collect = Limited::new(body, limit).collect();
-    let collected = match timeout {
+    // A declared length is reserved whole (it is at most `limit`); a chunked
+    // body reserves as it grows.
+    let mut reserved = declared.exact().unwrap_or(GROWTH.min(limit));
+    let mut permit = budget.take(reserved)?;
+    let mut buf = BytesMut::with_capacity(usize::try_from(reserved).unwrap_or(0));
+    let collect = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| Refusal::new(ErrorCode::InvalidBody).with_detail(e.to_string()))?;
+            // Request trailers are dropped (spec §7): only data counts.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let len = (buf.len() + data.len()) as u64;
+            if len > limit {
+                return Err(Refusal::new(ErrorCode::RequestTooLarge)
+                    .with_detail(format!("body grew past the limit of {limit} bytes")));
+            }
+            if len > reserved {
+                let more = (len - reserved).max(GROWTH).min(limit - reserved);
+                permit.merge(budget.take(more)?);
+                reserved += more;
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok(())
+    };
+    match timeout {
         Some(timeout) => tokio::time::timeout(timeout, collect)
             .await
-            .map_err(|_| Refusal::new(ErrorCode::RequestTimeout))?,
-        None => collect.await,
-    };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => {
-            Err(Refusal::new(ErrorCode::RequestTooLarge)
-                .with_detail(format!("body grew past the limit of {limit} bytes")))
-        }
-        Err(error) => Err(Refusal::new(ErrorCode::InvalidBody).with_detail(error.to_string())),
+            .map_err(|_| Refusal::new(ErrorCode::RequestTimeout))??,
+        None => collect.await?,
+    }
+    Ok(BufferedBody {
+        bytes: buf.freeze(),
+        _budget: Some(permit),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_at_once_and_gives_room_back() {
+        let budget = BodyBudget::new(64 * 1024);
+        let first = budget.take(40 * 1024);
+        assert!(first.is_ok());
+        let refused = budget.take(40 * 1024).err().map(|r| r.code);
+        assert_eq!(refused, Some(ErrorCode::BodyBudgetExhausted));
+        drop(first);
+        assert_eq!(budget.available(), 64 * 1024);
+        assert!(budget.take(40 * 1024).is_ok());
     }
 }

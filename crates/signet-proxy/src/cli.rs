@@ -72,7 +72,17 @@ pub struct Args {
     #[arg(long, default_value = "1MiB")]
     pub max_body_size: String,
 
-    /// Longest wait for the upstream's response headers.
+    /// Most request-body bytes held in memory at once, over all requests (bodies are read
+    /// before signatures can be checked); beyond it requests get 503 BODY_BUDGET_EXHAUSTED.
+    #[arg(long, default_value = "32MiB")]
+    pub body_buffer_budget: String,
+
+    /// Most client connections served at once; more are refused with 503 TOO_MANY_CONNECTIONS.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Longest wait for the upstream's response headers (then 504), and longest an upstream
+    /// response body may make no progress (then the response is cut short).
     #[arg(long, default_value = "30s")]
     pub upstream_timeout: String,
 

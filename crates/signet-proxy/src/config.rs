@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
-use signet_core::{parse_public_key_hex, Purpose, VerifyingKey};
+use signet_core::{parse_public_key_hex, Limits, Purpose, VerifyingKey};
 
 use crate::clock::Clock;
 use crate::secret::GitHubToken;
@@ -43,7 +43,12 @@ pub struct Config {
     pub max_binding_ttl: u64,
     /// Largest request body, bytes.
     pub max_body_size: u64,
-    /// Longest wait for the upstream's response headers.
+    /// Most request-body bytes held in memory at once, over all requests.
+    pub body_buffer_budget: u64,
+    /// Most client connections served at once; more are refused.
+    pub max_connections: usize,
+    /// Longest wait for the upstream's response headers, and longest an
+    /// upstream response body may make no progress.
     pub upstream_timeout: Duration,
     /// Purposes a proof must carry one of; empty means any.
     pub allowed_purposes: Vec<Purpose>,
@@ -154,6 +159,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The verification limits, shared by the verifier and the replay store.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            clock_skew: self.clock_skew,
+            max_binding_ttl: self.max_binding_ttl,
+        }
+    }
+
     /// A configuration with the documented defaults, for one upstream, key
     /// and token. Tests and embedders start here and change fields.
     pub fn new(
@@ -174,6 +187,8 @@ impl Config {
             clock_skew: 30,
             max_binding_ttl: 900,
             max_body_size: 1024 * 1024,
+            body_buffer_budget: 32 * 1024 * 1024,
+            max_connections: 1024,
             upstream_timeout: Duration::from_secs(30),
             allowed_purposes: Vec::new(),
             public_url: None,
@@ -229,6 +244,18 @@ impl Config {
         config.max_binding_ttl =
             parse_duration("max-binding-ttl", &args.max_binding_ttl)?.as_secs();
         config.max_body_size = parse_size("max-body-size", &args.max_body_size)?;
+        config.body_buffer_budget = parse_size("body-buffer-budget", &args.body_buffer_budget)?;
+        if config.body_buffer_budget < config.max_body_size {
+            return Err(flag_error(
+                "body-buffer-budget",
+                &args.body_buffer_budget,
+                "must be at least --max-body-size, or no body of the largest allowed size could be read",
+            ));
+        }
+        if args.max_connections == 0 {
+            return Err(flag_error("max-connections", "0", "must be at least 1"));
+        }
+        config.max_connections = args.max_connections;
         config.upstream_timeout = positive(
             "upstream-timeout",
             &args.upstream_timeout,
@@ -439,6 +466,17 @@ mod tests {
         assert_eq!(config.clock_skew, 30);
         assert_eq!(config.max_body_size, 1 << 20);
         assert_eq!(config.health_path, "/healthz");
+        assert_eq!(config.max_connections, 1024);
+        assert_eq!(config.body_buffer_budget, 32 << 20);
+    }
+
+    #[test]
+    fn resource_limits_must_leave_room_for_one_request() {
+        let base = ["--master-key", KEY, "--github-token", "t"];
+        let with = |extra: &[&str]| error(&[&base[..], extra].concat());
+        assert!(with(&["--max-connections", "0"]).contains("--max-connections"));
+        assert!(with(&["--body-buffer-budget", "512KiB"]).contains("at least --max-body-size"));
+        assert_eq!(with(&["--body-buffer-budget", "1MiB"]), "accepted");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! One client connection: HTTP/1.1 with keep-alive, and the three timeouts,
-//! with the meaning Go's `net/http` gives them:
+//! One client connection: HTTP/1.1 with keep-alive, bounded header sections,
+//! and the three timeouts, with the meaning Go's `net/http` gives them:
 //!
 //! * `--read-timeout`: a request's headers must be complete this long after
 //!   its first byte (after the accept, for a connection's first request), or
@@ -11,14 +11,25 @@
 //!   this long drops the connection. Unlike Go's deadline for the whole
 //!   response, a long download that keeps moving is never cut.
 //!
-//! A connection is always in one phase (reading a head, busy, idle); a small
-//! watchdog beside hyper's connection future enforces the phase's deadline.
+//! `0` turns a limit off entirely: hyper's own header timer is always off, so
+//! these are the only ones. A connection is always in one phase (reading a
+//! head, busy, idle); a small watchdog beside hyper's connection future
+//! enforces the phase's deadline.
+//!
+//! Pipelining: bytes of the next request can reach hyper's buffer while the
+//! current one is still being served (in the same read as its end, or
+//! during it). Such a head is timed by the read timeout from the moment its
+//! first byte arrived, not by the idle timeout. The connection knows where a
+//! request ends in the byte stream from the end of its head (found by a scan
+//! of the head bytes as they are read) and its declared `Content-Length`;
+//! when that cannot be known — the head of a request that was itself
+//! pipelined — the wait for the next head is held to the read timeout.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,6 +47,13 @@ use tokio::time::{Instant, Sleep};
 use crate::body::ProxyBody;
 use crate::pipeline::Proxy;
 use crate::replay::ReplayStore;
+
+/// The largest request header section (request line and headers), bytes;
+/// hyper answers 431 beyond it.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Offsets and times not known (yet).
+const UNKNOWN: u64 = u64::MAX;
 
 /// The connection timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +87,22 @@ struct ConnState {
     since_ms: AtomicU64,
     /// Wakes the watchdog when a new deadline may be earlier than its current one.
     changed: Notify,
+    /// Bytes handed to hyper so far.
+    read_total: AtomicU64,
+    /// When (ms since `epoch`) the last read that returned bytes happened.
+    last_read_ms: AtomicU64,
+    /// Stream offset just past the head being read, once the scan found it.
+    head_end: AtomicU64,
+    /// Stream offset just past the request being served, when known.
+    request_end: AtomicU64,
+    /// When (ms since `epoch`) the first byte past `request_end` arrived:
+    /// the next request's head is already under way.
+    next_head_since_ms: AtomicU64,
+    /// The request being served came from pipelined bytes, so where its head
+    /// ended is unknown, and so is whether more bytes wait in hyper's buffer.
+    blind: AtomicBool,
+    /// Tells the I/O wrapper that the next byte it reads starts a new head.
+    scan_next_read: AtomicBool,
 }
 
 impl ConnState {
@@ -78,7 +112,18 @@ impl ConnState {
             phase: AtomicU8::new(Phase::Head as u8),
             since_ms: AtomicU64::new(0),
             changed: Notify::new(),
+            read_total: AtomicU64::new(0),
+            last_read_ms: AtomicU64::new(0),
+            head_end: AtomicU64::new(UNKNOWN),
+            request_end: AtomicU64::new(UNKNOWN),
+            next_head_since_ms: AtomicU64::new(UNKNOWN),
+            blind: AtomicBool::new(false),
+            scan_next_read: AtomicBool::new(false),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
     fn phase(&self) -> (Phase, Instant) {
@@ -92,13 +137,72 @@ impl ConnState {
     }
 
     fn enter(&self, phase: Phase) {
-        let millis = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.enter_since(phase, self.now_ms());
+    }
+
+    fn enter_since(&self, phase: Phase, millis: u64) {
         self.since_ms.store(millis, Ordering::Release);
         self.phase.store(phase as u8, Ordering::Release);
         // Busy has no deadline: a watchdog still sleeping toward an older one
         // wakes, finds it stale and sleeps again, so it need not be woken now.
         if phase != Phase::Busy {
             self.changed.notify_one();
+        }
+    }
+
+    /// `count` bytes were read at stream offset `start`; `head_end` is the
+    /// offset just past a head end the scan found in them.
+    fn read(&self, start: u64, count: u64, head_end: Option<u64>) {
+        let now = self.now_ms();
+        self.read_total.store(start + count, Ordering::Release);
+        self.last_read_ms.store(now, Ordering::Release);
+        if let Some(end) = head_end {
+            self.head_end.store(end, Ordering::Release);
+        }
+        let request_end = self.request_end.load(Ordering::Acquire);
+        if request_end != UNKNOWN && start + count > request_end {
+            let _ = self.next_head_since_ms.compare_exchange(
+                UNKNOWN,
+                now,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        self.bytes_read();
+    }
+
+    /// Busy: hyper has parsed a head and calls the service. `body_len` is the
+    /// request's declared body length (`None` when chunked).
+    fn request_started(&self, body_len: Option<u64>) {
+        let head_end = self.head_end.swap(UNKNOWN, Ordering::AcqRel);
+        let blind = head_end == UNKNOWN;
+        self.blind.store(blind, Ordering::Release);
+        let request_end = match body_len {
+            Some(len) if !blind => head_end.saturating_add(len),
+            _ => UNKNOWN,
+        };
+        self.request_end.store(request_end, Ordering::Release);
+        self.next_head_since_ms.store(UNKNOWN, Ordering::Release);
+        if request_end != UNKNOWN && self.read_total.load(Ordering::Acquire) > request_end {
+            // The read that completed this request also brought the next one's start.
+            let at = self.last_read_ms.load(Ordering::Acquire);
+            self.next_head_since_ms.store(at, Ordering::Release);
+        }
+        self.enter(Phase::Busy);
+    }
+
+    /// The response is done: wait for the next head, timed by the idle
+    /// timeout only if hyper certainly holds none of its bytes yet.
+    fn request_finished(&self) {
+        self.request_end.store(UNKNOWN, Ordering::Release);
+        let since = self.next_head_since_ms.swap(UNKNOWN, Ordering::AcqRel);
+        if since != UNKNOWN {
+            self.enter_since(Phase::Head, since);
+        } else if self.blind.load(Ordering::Acquire) {
+            self.enter(Phase::Head);
+        } else {
+            self.scan_next_read.store(true, Ordering::Release);
+            self.enter(Phase::Idle);
         }
     }
 
@@ -144,11 +248,13 @@ pub async fn serve<R: ReplayStore>(
         write_timeout: timeouts.write,
         write_stall: None,
         state: Arc::clone(&state),
+        head_scan: Some(HeadScan::default()),
     };
     let service_state = Arc::clone(&state);
-    let service = service_fn(move |request| {
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let proxy = Arc::clone(&proxy);
-        let guard = InFlight::start(Arc::clone(&service_state));
+        let body_len = request.body().size_hint().exact();
+        let guard = InFlight::start(Arc::clone(&service_state), body_len);
         async move {
             let response = proxy.handle(request).await;
             Ok::<_, Infallible>(response.map(|body| TrackedBody {
@@ -159,6 +265,12 @@ pub async fn serve<R: ReplayStore>(
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
+        // Our watchdog owns head timing; hyper's timer would also run while
+        // a keep-alive connection is idle, and can't be turned off by `0`.
+        .header_read_timeout(None)
+        .max_header_size(MAX_HEADER_BYTES)
+        // A head that is not complete within the limit never grows past it.
+        .max_buf_size(MAX_HEADER_BYTES + 1)
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
@@ -210,15 +322,15 @@ pub async fn serve<R: ReplayStore>(
 struct InFlight(Arc<ConnState>);
 
 impl InFlight {
-    fn start(state: Arc<ConnState>) -> Self {
-        state.enter(Phase::Busy);
+    fn start(state: Arc<ConnState>, body_len: Option<u64>) -> Self {
+        state.request_started(body_len);
         InFlight(state)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.enter(Phase::Idle);
+        self.0.request_finished();
     }
 }
 
@@ -255,6 +367,39 @@ struct TimedIo {
     write_timeout: Option<Duration>,
     write_stall: Option<Pin<Box<Sleep>>>,
     state: Arc<ConnState>,
+    /// Finds where the head being read ends (`None`: not scanning).
+    head_scan: Option<HeadScan>,
+}
+
+/// Finds the end of a request head (the first empty line; httparse accepts
+/// `\r\n` and bare `\n` line ends) in bytes that arrive in pieces.
+#[derive(Debug, Clone, Copy, Default)]
+struct HeadScan {
+    /// The previous byte ended a line.
+    line_start: bool,
+    /// A `\r` right after a line end: the empty line may be `\r\n`.
+    cr: bool,
+}
+
+impl HeadScan {
+    /// The index just past the head end in `bytes`, if it is there.
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &byte) in bytes.iter().enumerate() {
+            match byte {
+                b'\n' if self.line_start => return Some(i + 1),
+                b'\n' => {
+                    self.line_start = true;
+                    self.cr = false;
+                }
+                b'\r' if self.line_start && !self.cr => self.cr = true,
+                _ => {
+                    self.line_start = false;
+                    self.cr = false;
+                }
+            }
+        }
+        None
+    }
 }
 
 impl TimedIo {
@@ -296,8 +441,21 @@ impl AsyncRead for TimedIo {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.state.bytes_read();
+        let fresh = buf.filled().get(before..).unwrap_or_default();
+        if !fresh.is_empty() {
+            if this.state.scan_next_read.swap(false, Ordering::AcqRel) {
+                this.head_scan = Some(HeadScan::default());
+            }
+            let start = this.state.read_total.load(Ordering::Acquire);
+            let head_end = this.head_scan.as_mut().and_then(|scan| scan.feed(fresh));
+            if head_end.is_some() {
+                this.head_scan = None;
+            }
+            this.state.read(
+                start,
+                fresh.len() as u64,
+                head_end.map(|at| start + at as u64),
+            );
         }
         result
     }
@@ -333,5 +491,33 @@ impl AsyncWrite for TimedIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(pieces: &[&[u8]]) -> Option<(usize, usize)> {
+        let mut scan = HeadScan::default();
+        pieces
+            .iter()
+            .enumerate()
+            .find_map(|(i, piece)| scan.feed(piece).map(|at| (i, at)))
+    }
+
+    #[test]
+    fn the_head_scan_finds_the_first_empty_line_across_reads() {
+        assert_eq!(
+            scan(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /b"]),
+            Some((0, 27))
+        );
+        assert_eq!(
+            scan(&[b"GET / HTTP/1.1\r\nHost: x\r", b"\n\r\nrest"]),
+            Some((1, 3))
+        );
+        assert_eq!(scan(&[b"GET / HTTP/1.1\nHost: x\n\n"]), Some((0, 24)));
+        assert_eq!(scan(&[b"GET / HTTP/1.1\r\nHost: x\r\n"]), None);
+        assert_eq!(scan(&[b"GET / HTTP/1.1\r\nA: \r\r\n"]), None);
     }
 }

@@ -54,7 +54,7 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
         token,
     );
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = Server::bind(&config, MemoryReplayStore::new(1024)).await?;
+    let server = Server::bind(&config, MemoryReplayStore::for_config(&config)).await?;
     let proxy = server.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {

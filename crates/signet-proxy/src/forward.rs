@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
-    AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::{request, HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
@@ -17,11 +18,12 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use memchr::memmem;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use signet_core::{ErrorCode, VerifiedProof};
 
-use crate::body::ProxyBody;
+use crate::body::{BufferedBody, ProxyBody};
 use crate::config::{Config, Upstream};
 use crate::links::LinkRewriter;
 use crate::refusal::Refusal;
@@ -70,6 +72,8 @@ pub struct Forwarder {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     upstream: Arc<Upstream>,
     authorization: HeaderValue,
+    /// Finds the token in response headers an upstream might echo.
+    token: memmem::Finder<'static>,
     timeout: Duration,
     links: Option<LinkRewriter>,
 }
@@ -131,6 +135,7 @@ impl Forwarder {
             client,
             upstream: Arc::new(config.upstream.clone()),
             authorization: config.github_token.authorization().clone(),
+            token: memmem::Finder::new(config.github_token.token_bytes()).into_owned(),
             timeout: config.upstream_timeout,
             links: config
                 .public_url
@@ -141,7 +146,10 @@ impl Forwarder {
 
     /// Sends the verified request upstream and returns its response with the
     /// body still streaming. `BAD_GATEWAY` when the upstream cannot be
-    /// reached, `GATEWAY_TIMEOUT` when its headers do not arrive in time.
+    /// reached or answers something that is not a usable response,
+    /// `GATEWAY_TIMEOUT` when its headers do not arrive in time. The request
+    /// is framed by the proxy (`Content-Length` of the verified body), never
+    /// as the client framed it.
     ///
     /// `_verified` is the evidence: only [`CheckedProof::verify`] makes a
     /// [`VerifiedProof`], so nothing can reach the token without one.
@@ -152,11 +160,22 @@ impl Forwarder {
         _verified: &VerifiedProof,
         mut parts: request::Parts,
         target: &str,
-        body: Bytes,
+        body: BufferedBody,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let uri = upstream_uri(&self.upstream, target)?;
+        let client_framed_a_body = parts.headers.contains_key(CONTENT_LENGTH)
+            || parts.headers.contains_key(TRANSFER_ENCODING);
         rewrite_request_headers(&mut parts.headers, &self.upstream, &self.authorization);
-        let mut request = Request::new(Full::new(body));
+        // The pooled connection's next request carries the token: it must not
+        // depend on the upstream parsing the client's framing (`010`,
+        // `0000…10`) the way we did. Only the length we verified goes out.
+        if !body.bytes.is_empty() || client_framed_a_body {
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(body.bytes.len()));
+        }
+        // The body's share of the budget is held until the upstream answers.
+        let mut request = Request::new(Full::new(body.bytes.clone()));
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
         *request.headers_mut() = parts.headers;
@@ -169,16 +188,64 @@ impl Forwarder {
                     self.timeout
                 ))
             })?
-            .map_err(|e| Refusal::new(ErrorCode::BadGateway).with_detail(error_chain(&e)))?;
+            .map_err(|e| {
+                let refusal = Refusal::new(ErrorCode::BadGateway).with_detail(error_chain(&e));
+                if answered_garbage(&e) {
+                    refusal.with_message(INVALID_RESPONSE)
+                } else {
+                    refusal
+                }
+            })?;
+        drop(body);
 
         let (mut parts, body) = response.into_parts();
+        if parts.status.is_informational() {
+            // We never ask for an upgrade (Upgrade is stripped), so a 101 or
+            // any other 1xx as a final answer is an upstream fault.
+            return Err(Refusal::new(ErrorCode::BadGateway)
+                .with_message(INVALID_RESPONSE)
+                .with_detail(format!("unrequested {} from the upstream", parts.status)));
+        }
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length. The body
+        // is re-framed for the client, so a stale length must not survive.
+        if parts.headers.contains_key(TRANSFER_ENCODING) {
+            parts.headers.remove(CONTENT_LENGTH);
+        }
         remove_hop_by_hop(&mut parts.headers);
+        self.drop_echoed_token(&mut parts.headers);
         if let Some(links) = &self.links {
             links.rewrite(&mut parts.headers);
         }
-        Ok(Response::from_parts(parts, ProxyBody::streamed(body)))
+        Ok(Response::from_parts(
+            parts,
+            ProxyBody::streamed(body, self.timeout),
+        ))
+    }
+
+    /// An upstream that echoes request headers would hand the token to the
+    /// client: every response header carrying it is dropped (and logged,
+    /// without the token).
+    fn drop_echoed_token(&self, headers: &mut HeaderMap) {
+        let leaking: Vec<HeaderName> = headers
+            .iter()
+            .filter(|(name, value)| {
+                self.token.find(value.as_bytes()).is_some()
+                    || self.token.find(name.as_str().as_bytes()).is_some()
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in leaking {
+            tracing::warn!(
+                header = %name,
+                "upstream response header carried the shared token; header dropped"
+            );
+            headers.remove(&name);
+        }
     }
 }
+
+/// The 502 message when the upstream answered, but not with a usable response.
+const INVALID_RESPONSE: &str = "The upstream API sent an invalid response.";
 
 /// `scheme://authority` + base path + the verified target, exactly.
 fn upstream_uri(upstream: &Upstream, target: &str) -> Result<Uri, Refusal> {
@@ -201,6 +268,7 @@ fn rewrite_request_headers(
     authorization: &HeaderValue,
 ) {
     remove_hop_by_hop(headers);
+    headers.remove(CONTENT_LENGTH);
     for name in &CLIENT_ONLY {
         headers.remove(name);
     }
@@ -220,6 +288,18 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.iter().chain(&HOP_BY_HOP) {
         headers.remove(name);
     }
+}
+
+/// Whether the upstream answered, but not with HTTP we could parse.
+fn answered_garbage(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return hyper.is_parse() || hyper.is_parse_status();
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

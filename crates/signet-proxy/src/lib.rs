@@ -49,7 +49,7 @@ pub use server::{shutdown_signal, Server, StartError};
 
 /// Runs the proxy with a validated configuration until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> Result<(), StartError> {
-    let replay = MemoryReplayStore::new(config.replay_capacity);
+    let replay = MemoryReplayStore::for_config(&config);
     let server = Server::bind(&config, replay).await?;
     let addr = server.local_addr().unwrap_or(config.listen);
     tracing::info!(

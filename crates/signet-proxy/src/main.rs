@@ -6,6 +6,13 @@ use clap::Parser as _;
 use signet_proxy::cli::Command;
 use signet_proxy::{logging, Args, Config};
 
+/// jemalloc's background thread hands freed pages back to the OS after its
+/// decay time; glibc's per-thread arenas kept most of what a connection
+/// flood had taken (the `memory_under_an_unauthenticated_flood…` stress
+/// test measures both).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -2,8 +2,8 @@
 //! stages, each implemented in its own module.
 //!
 //! ```text
-//! target form → health → parse proof → cheap checks → read body → signatures
-//!   → policy → replay → rewrite + forward → stream back → log
+//! target form → method → health → parse proof → cheap checks → read body
+//!   → signatures → policy → replay → rewrite + forward → stream back → log
 //! ```
 
 use std::time::{Duration, Instant};
@@ -11,11 +11,9 @@ use std::time::{Duration, Instant};
 use http::header::{Entry, AUTHORIZATION};
 use http::{HeaderMap, HeaderName, Method, Request, Response};
 use hyper::body::Incoming;
-use signet_core::{
-    BodyDigest, ErrorCode, Limits, ProofHeader, RequestParts, Verifier, HEADER_NAME,
-};
+use signet_core::{BodyDigest, ErrorCode, ProofHeader, RequestParts, Verifier, HEADER_NAME};
 
-use crate::body::{self, ProxyBody};
+use crate::body::{self, BodyBudget, ProxyBody};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::forward::{ForwardSetupError, Forwarder};
@@ -37,24 +35,22 @@ pub struct Proxy<R> {
     clock: Clock,
     health_path: String,
     max_body_size: u64,
+    body_budget: BodyBudget,
     read_timeout: Option<Duration>,
 }
 
 impl<R: ReplayStore> Proxy<R> {
     /// Builds the handler from a validated configuration and a replay store.
     pub fn new(config: &Config, replay: R) -> Result<Self, ForwardSetupError> {
-        let limits = Limits {
-            clock_skew: config.clock_skew,
-            max_binding_ttl: config.max_binding_ttl,
-        };
         Ok(Proxy {
-            verifier: Verifier::new(config.master_keys.iter().copied(), limits),
+            verifier: Verifier::new(config.master_keys.iter().copied(), config.limits()),
             replay,
             policy: Policy::new(config.allowed_purposes.clone()),
             forwarder: Forwarder::new(config)?,
             clock: config.clock.clone(),
             health_path: config.health_path.clone(),
             max_body_size: config.max_body_size,
+            body_budget: BodyBudget::new(config.body_buffer_budget),
             read_timeout: config.read_timeout,
         })
     }
@@ -85,8 +81,13 @@ impl<R: ReplayStore> Proxy<R> {
         let uri = std::mem::take(&mut parts.uri);
 
         // Target form comes before every §5 step, so nothing below ever sees
-        // an absolute URL or a target that could name another host.
+        // an absolute URL, a target that could name another host, or a
+        // dot-segment an upstream might resolve to another resource.
         let target = target::origin_form(&uri)?;
+
+        // Then the method (amendment 1): TRACE would echo the injected token,
+        // CONNECT is rewritten to authority-form by HTTP clients.
+        target::allowed_method(&parts.method)?;
 
         // Health needs no proof; it is answered before any proof work.
         if health::matches(&parts.method, uri.path(), &self.health_path) {
@@ -102,15 +103,22 @@ impl<R: ReplayStore> Proxy<R> {
         let checked = self.verifier.check(&proof, self.clock.now())?;
         log.key(&proof.mk);
 
-        // Step 7: the body is read (bounded) before the signatures because
+        // Step 7: the body is read (bounded, and within the global budget,
+        // since nothing is authenticated yet) before the signatures because
         // the request signature covers its digest.
-        let body = body::read(body, self.max_body_size, self.read_timeout).await?;
+        let body = body::read(
+            body,
+            self.max_body_size,
+            self.read_timeout,
+            &self.body_budget,
+        )
+        .await?;
 
         // Steps 8–9: binding signature (cached), then request signature.
         let verified = checked.verify(&RequestParts {
             method: parts.method.as_str(),
             target,
-            body_digest: BodyDigest::of(&body),
+            body_digest: BodyDigest::of(&body.bytes),
         })?;
 
         // Step 10: policy only after the signatures, so unauthenticated
@@ -118,13 +126,9 @@ impl<R: ReplayStore> Proxy<R> {
         self.policy.check(&verified)?;
 
         // Step 11: the replay record is written last, so only verified,
-        // authorised requests can take room in the store.
-        let expires_at = verified
-            .timestamp()
-            .saturating_add(self.verifier.limits().clock_skew);
-        self.replay
-            .record(&verified.replay_key(), expires_at, self.clock.now())
-            .await?;
+        // authorised requests can take room in the store; the store checks
+        // freshness again with the `now` it records by (amendment 1).
+        self.replay.record(&verified).await?;
 
         // §7: rewrite headers and forward; the response streams back.
         self.forwarder.forward(&verified, parts, target, body).await

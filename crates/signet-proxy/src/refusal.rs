@@ -4,7 +4,7 @@
 //! message the client may see, and a detail that only goes to the log.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use signet_core::{ErrorCode, ParseError, VerifyError};
 
@@ -32,33 +32,53 @@ impl Refusal {
         }
     }
 
+    /// Replaces the client message with a more precise one (still generic).
+    pub fn with_message(mut self, message: &'static str) -> Self {
+        self.message = message;
+        self
+    }
+
     /// Adds a detail for the log.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
     }
 
-    /// The JSON response; a `HEAD` gets the same status and headers, no body.
+    /// The JSON response; a `HEAD` gets the same status and headers
+    /// (`Content-Length` included), no body.
     pub fn into_response(self, head: bool) -> Response<ProxyBody> {
-        let body = if head {
-            Bytes::new()
-        } else {
-            let json = serde_json::json!({
-                "error": { "code": self.code.as_str(), "message": self.message }
-            });
-            Bytes::from(json.to_string())
-        };
+        let json = self.json();
+        let length = HeaderValue::from(json.len());
+        let body = if head { Bytes::new() } else { json };
         let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
         let mut response = Response::new(ProxyBody::full(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_LENGTH, length);
         if self.code.is_challenge() {
             headers.insert(WWW_AUTHENTICATE, challenge(self.code));
         }
+        if self.code == ErrorCode::MethodNotAllowed {
+            headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
+        if self.code.is_retryable() {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
+
+    /// `{"error":{"code":…,"message":…}}`.
+    pub fn json(&self) -> Bytes {
+        let json = serde_json::json!({
+            "error": { "code": self.code.as_str(), "message": self.message }
+        });
+        Bytes::from(json.to_string())
+    }
 }
+
+/// The `Allow` header of a 405: the seven methods spec §3 forwards.
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 fn challenge(code: ErrorCode) -> HeaderValue {
     // Codes are fixed upper-case ASCII, so the value is always valid.
@@ -90,10 +110,11 @@ impl From<VerifyError> for Refusal {
 
 impl From<ReplayError> for Refusal {
     fn from(error: ReplayError) -> Self {
-        match error {
+        match &error {
             ReplayError::Replayed => Refusal::new(ErrorCode::ReplayDetected),
+            ReplayError::Stale => Refusal::new(ErrorCode::ClockSkew).with_detail(error.to_string()),
             ReplayError::Unavailable(why) => {
-                Refusal::new(ErrorCode::ReplayStoreUnavailable).with_detail(why)
+                Refusal::new(ErrorCode::ReplayStoreUnavailable).with_detail(why.clone())
             }
         }
     }
@@ -135,11 +156,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_head_has_no_body_but_the_same_headers() {
-        let response = Refusal::new(ErrorCode::MissingProof).into_response(true);
-        assert_eq!(response.status(), 401);
-        assert!(response.headers().contains_key(WWW_AUTHENTICATE));
-        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
-        assert_eq!(body_of(response).await, "");
+        let get = Refusal::new(ErrorCode::MissingProof).into_response(false);
+        let head = Refusal::new(ErrorCode::MissingProof).into_response(true);
+        assert_eq!(head.status(), 401);
+        assert_eq!(head.headers(), get.headers());
+        assert_eq!(
+            head.headers()[CONTENT_LENGTH],
+            body_of(get).await.len().to_string()
+        );
+        assert_eq!(body_of(head).await, "");
+    }
+
+    #[test]
+    fn a_405_lists_the_allowed_methods_and_busy_refusals_say_when_to_retry() {
+        let response = Refusal::new(ErrorCode::MethodNotAllowed).into_response(false);
+        assert_eq!(response.status(), 405);
+        assert_eq!(
+            response.headers()[ALLOW],
+            "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+        );
+        let response = Refusal::new(ErrorCode::BodyBudgetExhausted).into_response(false);
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
     }
 
     #[tokio::test]

@@ -1,11 +1,20 @@
 //! The replay store (spec §5 step 11): every `(ek, n)` is accepted once.
 //!
 //! [`ReplayStore`] is the seam for shared stores (Redis for several replicas);
-//! [`MemoryReplayStore`] serves one process.
+//! [`MemoryReplayStore`] serves one process. Whether a proof is still fresh
+//! when it is recorded, and how long its record lives, is decided by
+//! [`VerifiedProof::replay_record`] in `signet-core`, with the store's own
+//! `now`, so no store can open a window between the check and the record.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Mutex;
+use std::hash::BuildHasher as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use signet_core::{Limits, ReplayRecord, ReplayScope, VerifiedProof};
+
+use crate::clock::Clock;
 
 /// A replay key: the ephemeral public key followed by the nonce.
 pub type ReplayKey = [u8; 48];
@@ -17,65 +26,97 @@ pub enum ReplayError {
     /// The key was recorded before and has not expired: a replay.
     #[error("(ek, n) was seen before")]
     Replayed,
+    /// The proof went stale (step 6) between its first check and the moment
+    /// it would have been recorded.
+    #[error("the proof was no longer fresh when its replay record was written")]
+    Stale,
     /// The store cannot decide (unreachable, full, broken): fail closed.
     #[error("replay store unavailable: {0}")]
     Unavailable(String),
 }
 
-/// Records each replay key at most once, atomically.
+/// Records each verified proof's replay key at most once, atomically.
 pub trait ReplayStore: Send + Sync + 'static {
-    /// Records `key` unless it is already there. The record is kept at least
-    /// until `expires_at` (unix seconds) has passed and is never evicted
-    /// before; a store that cannot keep that promise returns `Unavailable`.
-    fn record(
-        &self,
-        key: &ReplayKey,
-        expires_at: u64,
-        now: u64,
-    ) -> impl Future<Output = Result<(), ReplayError>> + Send;
+    /// Records `proof` unless its key is already there. The store reads its
+    /// own `now` and lets [`VerifiedProof::replay_record`] decide freshness
+    /// and lifetime; a record is never evicted before it expires, and a store
+    /// that cannot keep that promise returns `Unavailable`.
+    fn record(&self, proof: &VerifiedProof)
+        -> impl Future<Output = Result<(), ReplayError>> + Send;
 }
 
 const SHARDS: usize = 64;
-const MIN_SWEEP: usize = 1024;
 
-/// An in-memory replay store: sharded, bounded, never evicting a live record.
+/// An in-memory replay store: sharded by a keyed hash, bounded globally,
+/// never evicting a live record.
 #[derive(Debug)]
 pub struct MemoryReplayStore {
     shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    /// Random per process, so no client can choose nonces that crowd one shard.
+    shard_hasher: std::collections::hash_map::RandomState,
+    capacity: usize,
+    /// Records held across all shards (live or expired but not yet dropped).
+    len: AtomicUsize,
+    /// The `now` of the last sweep over every shard: one per second at most,
+    /// since expiry has a granularity of one second.
+    last_full_sweep: AtomicU64,
+    limits: Limits,
+    clock: Clock,
 }
 
 #[derive(Debug, Default)]
 struct Shard {
-    expiries: HashMap<ReplayKey, u64>,
-    /// Expired records are swept when the shard reaches this size, so the
-    /// cost of sweeping is spread over the inserts that made it necessary.
-    next_sweep: usize,
+    keep_until: HashMap<ReplayKey, u64>,
+    /// The same records by expiry, so expired ones are dropped in order
+    /// without scanning the live ones.
+    by_expiry: BTreeMap<u64, Vec<ReplayKey>>,
+}
+
+impl Shard {
+    /// Drops every record that expired before `now`; returns how many.
+    fn expire(&mut self, now: u64) -> usize {
+        let mut dropped = 0;
+        while let Some(entry) = self.by_expiry.first_entry() {
+            if ReplayRecord::is_live(*entry.key(), now) {
+                break;
+            }
+            for key in entry.remove() {
+                self.keep_until.remove(&key);
+                dropped += 1;
+            }
+        }
+        dropped
+    }
 }
 
 impl MemoryReplayStore {
-    /// A store that holds at most `capacity` live records; beyond that it
-    /// refuses (and the proxy answers 503) rather than forget one.
-    pub fn new(capacity: usize) -> Self {
+    /// A store that holds at most `capacity` records; beyond that it refuses
+    /// (and the proxy answers 503) rather than forget a live one. `limits`
+    /// and `clock` must be the ones the proxy verifies with.
+    pub fn new(capacity: usize, limits: Limits, clock: Clock) -> Self {
         MemoryReplayStore {
-            shards: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        expiries: HashMap::new(),
-                        next_sweep: MIN_SWEEP,
-                    })
-                })
-                .collect(),
-            per_shard: capacity.div_ceil(SHARDS).max(1),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_hasher: std::collections::hash_map::RandomState::new(),
+            capacity: capacity.max(1),
+            len: AtomicUsize::new(0),
+            last_full_sweep: AtomicU64::new(0),
+            limits,
+            clock,
         }
     }
 
-    /// Live and not yet swept records, for tests and metrics.
+    /// The store a proxy with `config` uses: its capacity, limits and clock.
+    pub fn for_config(config: &crate::Config) -> Self {
+        Self::new(
+            config.replay_capacity,
+            config.limits(),
+            config.clock.clone(),
+        )
+    }
+
+    /// Records held, for tests and metrics.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|s| s.lock().ok().map(|s| s.expiries.len()))
-            .sum()
+        self.len.load(Ordering::Relaxed)
     }
 
     /// Whether the store holds no record.
@@ -83,107 +124,221 @@ impl MemoryReplayStore {
         self.len() == 0
     }
 
-    fn record_now(&self, key: &ReplayKey, expires_at: u64, now: u64) -> Result<(), ReplayError> {
-        // Nonces are random, so their first byte spreads keys over shards.
-        let shard = self
-            .shards
-            .get(usize::from(key[32]) % SHARDS)
-            .ok_or_else(|| ReplayError::Unavailable("no shard".to_owned()))?;
-        let mut shard = shard
+    fn lock(&self, index: usize) -> Result<MutexGuard<'_, Shard>, ReplayError> {
+        self.shards
+            .get(index)
+            .ok_or_else(|| ReplayError::Unavailable("no such shard".to_owned()))?
             .lock()
-            .map_err(|_| ReplayError::Unavailable("lock poisoned".to_owned()))?;
-        if let Some(&expiry) = shard.expiries.get(key) {
-            if expiry >= now {
-                return Err(ReplayError::Replayed);
+            .map_err(|_| ReplayError::Unavailable("lock poisoned".to_owned()))
+    }
+
+    fn record_now(&self, proof: &VerifiedProof) -> Result<(), ReplayError> {
+        let key = proof.replay_key();
+        let index = (self.shard_hasher.hash_one(key) % SHARDS as u64) as usize;
+        let mut shard = self.lock(index)?;
+        // Read under the lock: the same `now` decides freshness and expiry.
+        let now = self.clock.now();
+        let record = proof
+            .replay_record(self.limits, now, ReplayScope::Process)
+            .map_err(|_| ReplayError::Stale)?;
+        let expired = shard.expire(now);
+        self.len.fetch_sub(expired, Ordering::Relaxed);
+        if shard.keep_until.contains_key(&key) {
+            return Err(ReplayError::Replayed);
+        }
+        if !self.reserve() {
+            // Other shards may hold expired records; they are swept without
+            // blocking on busy shards (no lock order to get wrong).
+            self.sweep_others(index, now);
+            if !self.reserve() {
+                return Err(ReplayError::Unavailable(format!(
+                    "in-memory replay store is full ({} live records)",
+                    self.capacity
+                )));
             }
         }
-        if shard.expiries.len() >= shard.next_sweep.min(self.per_shard) {
-            shard.expiries.retain(|_, &mut expiry| expiry >= now);
-            shard.next_sweep = (shard.expiries.len() * 2).max(MIN_SWEEP);
-        }
-        if shard.expiries.len() >= self.per_shard && !shard.expiries.contains_key(key) {
-            return Err(ReplayError::Unavailable(
-                "in-memory replay store is full".to_owned(),
-            ));
-        }
-        shard.expiries.insert(*key, expires_at);
+        shard.keep_until.insert(key, record.keep_until);
+        shard
+            .by_expiry
+            .entry(record.keep_until)
+            .or_default()
+            .push(key);
         Ok(())
+    }
+
+    /// Takes one slot of the global capacity, if one is free.
+    fn reserve(&self) -> bool {
+        if self.len.fetch_add(1, Ordering::AcqRel) < self.capacity {
+            true
+        } else {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            false
+        }
+    }
+
+    fn sweep_others(&self, held: usize, now: u64) {
+        if self.last_full_sweep.swap(now, Ordering::AcqRel) == now {
+            return;
+        }
+        for (index, shard) in self.shards.iter().enumerate() {
+            if index == held {
+                continue;
+            }
+            if let Ok(mut shard) = shard.try_lock() {
+                let expired = shard.expire(now);
+                self.len.fetch_sub(expired, Ordering::Relaxed);
+            }
+        }
     }
 }
 
 impl ReplayStore for MemoryReplayStore {
     fn record(
         &self,
-        key: &ReplayKey,
-        expires_at: u64,
-        now: u64,
+        proof: &VerifiedProof,
     ) -> impl Future<Output = Result<(), ReplayError>> + Send {
-        std::future::ready(self.record_now(key, expires_at, now))
+        std::future::ready(self.record_now(proof))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use signet_core::{Binding, BodyDigest, Purpose, RequestParts, SigningKey, Verifier};
 
-    fn key(n: u8) -> ReplayKey {
-        let mut key = [7u8; 48];
-        key[32] = n;
-        key[47] = n;
-        key
+    const NOW: u64 = 1_000_000;
+
+    struct Proofs {
+        master: SigningKey,
+        verifier: Verifier,
+    }
+
+    impl Proofs {
+        fn new() -> Self {
+            let master = SigningKey::from_bytes(&[1; 32]);
+            let verifier = Verifier::new([master.verifying_key()], Limits::default());
+            Proofs { master, verifier }
+        }
+
+        /// A verified proof signed at `ts` with the chosen nonce.
+        fn at(&self, ts: u64, nonce: [u8; 16]) -> VerifiedProof {
+            let ephemeral = SigningKey::from_bytes(&[2; 32]);
+            let binding = Binding::sign(
+                &self.master,
+                &ephemeral.verifying_key(),
+                ts + 300,
+                Purpose::EMPTY,
+            );
+            let request = RequestParts {
+                method: "GET",
+                target: "/user",
+                body_digest: BodyDigest::of(b""),
+            };
+            let proof = binding.sign_request(&ephemeral, &request, ts, nonce);
+            match self
+                .verifier
+                .check(&proof, ts)
+                .and_then(|c| c.verify(&request))
+            {
+                Ok(verified) => verified,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn nonce(i: u32) -> [u8; 16] {
+        let mut n = [0u8; 16];
+        n[12..].copy_from_slice(&i.to_be_bytes());
+        n
+    }
+
+    fn store(capacity: usize) -> (MemoryReplayStore, Clock) {
+        let clock = Clock::fixed(NOW);
+        (
+            MemoryReplayStore::new(capacity, Limits::default(), clock.clone()),
+            clock,
+        )
     }
 
     #[test]
-    fn a_key_is_accepted_once_until_it_expires() {
-        let store = MemoryReplayStore::new(100);
-        assert_eq!(store.record_now(&key(1), 130, 100), Ok(()));
+    fn a_key_is_accepted_once_while_any_replay_could_still_be_fresh() {
+        let proofs = Proofs::new();
+        let (store, clock) = store(100);
+        let proof = proofs.at(NOW, nonce(1));
+        assert_eq!(store.record_now(&proof), Ok(()));
+        assert_eq!(store.record_now(&proof), Err(ReplayError::Replayed));
+        // The last second at which the proof is fresh: still a replay.
+        clock.set(NOW + 30);
+        assert_eq!(store.record_now(&proof), Err(ReplayError::Replayed));
+        // Past it, the proof is stale, never accepted again.
+        clock.set(NOW + 31);
+        assert_eq!(store.record_now(&proof), Err(ReplayError::Stale));
+    }
+
+    #[test]
+    fn a_proof_that_went_stale_before_its_record_is_refused() {
+        // The head arrived in time; the body took longer than the skew.
+        let proofs = Proofs::new();
+        let (store, clock) = store(100);
+        clock.set(NOW + 31);
         assert_eq!(
-            store.record_now(&key(1), 130, 100),
-            Err(ReplayError::Replayed)
+            store.record_now(&proofs.at(NOW, nonce(1))),
+            Err(ReplayError::Stale)
         );
-        assert_eq!(
-            store.record_now(&key(1), 130, 130),
-            Err(ReplayError::Replayed)
-        );
-        assert_eq!(store.record_now(&key(1), 161, 131), Ok(()));
+        assert!(store.is_empty());
     }
 
     #[test]
     fn a_full_store_refuses_instead_of_forgetting() {
-        let store = MemoryReplayStore::new(1);
-        // One record per shard fits; the second key in a shard does not.
-        let mut a = key(5);
-        let mut b = key(5);
-        a[0] = 1;
-        b[0] = 2;
-        assert_eq!(store.record_now(&a, 200, 100), Ok(()));
+        let proofs = Proofs::new();
+        let (store, clock) = store(2);
+        let a = proofs.at(NOW, nonce(1));
+        assert_eq!(store.record_now(&a), Ok(()));
+        assert_eq!(store.record_now(&proofs.at(NOW, nonce(2))), Ok(()));
         assert!(matches!(
-            store.record_now(&b, 200, 100),
+            store.record_now(&proofs.at(NOW, nonce(3))),
             Err(ReplayError::Unavailable(_))
         ));
-        // The live record is still there.
-        assert_eq!(store.record_now(&a, 200, 100), Err(ReplayError::Replayed));
-        // Once it has expired, room is made again.
-        assert_eq!(store.record_now(&b, 300, 201), Ok(()));
+        // The live records are still there.
+        assert_eq!(store.record_now(&a), Err(ReplayError::Replayed));
+        // Once they have expired, room is made again, whichever shard they are in.
+        clock.set(NOW + 31);
+        assert_eq!(store.record_now(&proofs.at(NOW + 31, nonce(3))), Ok(()));
+        assert_eq!(store.record_now(&proofs.at(NOW + 31, nonce(4))), Ok(()));
+        assert!(matches!(
+            store.record_now(&proofs.at(NOW + 31, nonce(5))),
+            Err(ReplayError::Unavailable(_))
+        ));
     }
 
     #[test]
-    fn expired_records_are_swept() {
-        let store = MemoryReplayStore::new(1_000_000);
-        for i in 0..5_000u32 {
-            let mut k = key(0);
-            k[..4].copy_from_slice(&i.to_be_bytes());
-            assert_eq!(store.record_now(&k, 100, 90), Ok(()));
+    fn capacity_is_global_so_nonces_chosen_by_one_client_cannot_fill_a_shard() {
+        // Nonces that all start with the same bytes once picked one shard,
+        // capped at capacity/64: 2% of the store refused everyone else.
+        let proofs = Proofs::new();
+        let (store, _) = store(200);
+        for i in 0..200 {
+            assert_eq!(store.record_now(&proofs.at(NOW, nonce(i))), Ok(()), "{i}");
         }
-        for i in 0..5_000u32 {
-            let mut k = key(0);
-            k[4..8].copy_from_slice(&i.to_be_bytes());
-            assert_eq!(store.record_now(&k, 300, 200), Ok(()));
+        assert!(matches!(
+            store.record_now(&proofs.at(NOW, nonce(5_000))),
+            Err(ReplayError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn expired_records_are_dropped_as_new_ones_arrive() {
+        let proofs = Proofs::new();
+        let (store, clock) = store(1_000_000);
+        for i in 0..300 {
+            assert_eq!(store.record_now(&proofs.at(NOW, nonce(i))), Ok(()));
         }
-        assert!(
-            store.len() < 10_000,
-            "expired records were kept: {}",
-            store.len()
-        );
+        clock.set(NOW + 100);
+        // Every shard that takes a new record drops its expired ones first.
+        for i in 0..300 {
+            let proof = proofs.at(NOW + 100, nonce(10_000 + i));
+            assert_eq!(store.record_now(&proof), Ok(()));
+        }
+        assert!(store.len() < 600, "expired records kept: {}", store.len());
     }
 }

@@ -4,6 +4,8 @@ use std::fmt;
 
 use http::HeaderValue;
 
+const BEARER: &str = "Bearer ";
+
 /// The shared GitHub token. Its `Debug` and `Display` print `[redacted]`; the
 /// only way out is [`GitHubToken::authorization`], a header value marked
 /// sensitive so HTTP tooling never prints it either.
@@ -19,9 +21,17 @@ impl GitHubToken {
         if token.is_empty() || !token.bytes().all(|c| c.is_ascii_graphic()) {
             return None;
         }
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        let mut authorization = HeaderValue::from_str(&format!("{BEARER}{token}")).ok()?;
         authorization.set_sensitive(true);
         Some(GitHubToken { authorization })
+    }
+
+    /// The token's bytes, to recognise it where it must never appear.
+    pub(crate) fn token_bytes(&self) -> &[u8] {
+        self.authorization
+            .as_bytes()
+            .get(BEARER.len()..)
+            .unwrap_or_default()
     }
 
     /// The `Authorization: Bearer …` value sent upstream.

@@ -1,5 +1,11 @@
-//! The listener: accepts connections, serves each on its own task, and shuts
-//! down gracefully (stop accepting, let in-flight requests finish, bounded).
+//! The listener: accepts connections up to `--max-connections`, serves each
+//! on its own task, and shuts down gracefully (stop accepting, let in-flight
+//! requests finish, bounded).
+//!
+//! A connection over the limit is answered with one small, fixed 503
+//! `TOO_MANY_CONNECTIONS` written without waiting, and closed: an attacker
+//! opening connections costs us an accept and a write, never a task or a
+//! buffer, and connections below the limit are served as usual.
 
 use std::future::Future;
 use std::io;
@@ -7,13 +13,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use signet_core::ErrorCode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::connection::{self, Timeouts};
 use crate::forward::ForwardSetupError;
 use crate::pipeline::Proxy;
+use crate::refusal::Refusal;
 use crate::replay::ReplayStore;
 
 /// Why the server could not start.
@@ -40,6 +49,8 @@ pub struct Server<R> {
     proxy: Arc<Proxy<R>>,
     timeouts: Timeouts,
     shutdown_timeout: Duration,
+    connections: Arc<Semaphore>,
+    max_connections: usize,
 }
 
 impl<R: ReplayStore> Server<R> {
@@ -62,6 +73,10 @@ impl<R: ReplayStore> Server<R> {
                 idle: config.idle_timeout,
             },
             shutdown_timeout: config.shutdown_timeout,
+            connections: Arc::new(Semaphore::new(
+                config.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
+            max_connections: config.max_connections,
         })
     }
 
@@ -77,11 +92,18 @@ impl<R: ReplayStore> Server<R> {
         // Every connection task holds a sender; when all are dropped, all
         // connections are done.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let mut refused = RefusedConnections::new();
+        let busy = busy_response();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _peer)) => {
+                        let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+                            refuse(&stream, &busy);
+                            refused.count(self.max_connections);
+                            continue;
+                        };
                         let _ = stream.set_nodelay(true);
                         let proxy = Arc::clone(&self.proxy);
                         let stop = stop_rx.clone();
@@ -89,6 +111,7 @@ impl<R: ReplayStore> Server<R> {
                         let timeouts = self.timeouts;
                         tokio::spawn(async move {
                             connection::serve(stream, proxy, timeouts, stop).await;
+                            drop(permit);
                             drop(done);
                         });
                     }
@@ -111,6 +134,56 @@ impl<R: ReplayStore> Server<R> {
             .is_err()
         {
             tracing::warn!("shutdown timeout passed with requests still in flight");
+        }
+    }
+}
+
+/// The whole 503 sent to a connection over the limit.
+fn busy_response() -> Vec<u8> {
+    let json = Refusal::new(ErrorCode::TooManyConnections).json();
+    let mut response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        json.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&json);
+    response
+}
+
+/// Writes what the socket takes right now, never waits, then lets it close.
+fn refuse(stream: &TcpStream, response: &[u8]) {
+    let _ = stream.try_write(response);
+}
+
+/// Counts refused connections and logs them at most once a second, so a
+/// connection flood cannot become a log flood.
+struct RefusedConnections {
+    since_log: u64,
+    logged_at: Option<Instant>,
+}
+
+impl RefusedConnections {
+    fn new() -> Self {
+        RefusedConnections {
+            since_log: 0,
+            logged_at: None,
+        }
+    }
+
+    fn count(&mut self, limit: usize) {
+        self.since_log += 1;
+        if self
+            .logged_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                refused = self.since_log,
+                max_connections = limit,
+                "connection limit reached; connections refused"
+            );
+            self.since_log = 0;
+            self.logged_at = Some(Instant::now());
         }
     }
 }

@@ -165,7 +165,7 @@ pub struct RunningProxy {
 impl RunningProxy {
     /// Binds and starts the proxy for `config`.
     pub async fn start(config: &Config) -> RunningProxy {
-        let server = Server::bind(config, MemoryReplayStore::new(config.replay_capacity))
+        let server = Server::bind(config, MemoryReplayStore::for_config(config))
             .await
             .expect("the proxy binds");
         Self::run(server)
@@ -173,9 +173,12 @@ impl RunningProxy {
 
     /// Starts a proxy with an explicitly sized replay store.
     pub async fn start_with_replay_capacity(config: &Config, capacity: usize) -> RunningProxy {
-        let server = Server::bind(config, MemoryReplayStore::new(capacity))
-            .await
-            .expect("the proxy binds");
+        let server = Server::bind(
+            config,
+            MemoryReplayStore::new(capacity, config.limits(), config.clock.clone()),
+        )
+        .await
+        .expect("the proxy binds");
         Self::run(server)
     }
 
@@ -285,6 +288,26 @@ pub async fn raw_upstream(response: &'static [u8]) -> SocketAddr {
                 }
                 let _ = stream.write_all(response).await;
                 let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Like [`raw_upstream`], but keeps each connection open (silent) for a
+/// minute after writing `response`: an upstream whose body stalls.
+pub async fn stalling_upstream(response: &'static [u8]) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(response).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
             });
         }
     });

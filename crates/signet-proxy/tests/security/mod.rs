@@ -1,0 +1,618 @@
+//! Regression tests for the holes a security review found: each one failed
+//! before its fix. Real sockets, the real server, the recording stand-in.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use signet_core::ErrorCode;
+use signet_proxy::Clock;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::support::{
+    self, assert_no_token, assert_refusal_headers, assert_refused, assert_refused_with, config,
+    raw_upstream, send, stalling_upstream, Env, Request, RunningProxy, Signer, NOW, TOKEN,
+};
+
+/// Connects and writes `bytes`, leaving the connection open.
+async fn open_with(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    stream
+}
+
+/// The head of a signed POST whose body is still to come.
+fn post_head(addr: SocketAddr, target: &str, proof: &str, length: usize) -> Vec<u8> {
+    format!(
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nSignet-Proof: {proof}\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+// ===========================================================================
+// 1. No window between freshness and the replay record (amendment 1)
+// ===========================================================================
+
+#[tokio::test]
+async fn a_replay_whose_body_arrives_after_the_first_record_expired_is_refused() {
+    let mut clock = Clock::fixed(0);
+    let env = Env::start_with(|c| clock = c.clock.clone()).await;
+    let body = b"{\"title\":\"once\"}";
+    let proof = env.signer.sign("POST", "/echo", body);
+    let first = env
+        .send(
+            &Request::new("POST", "/echo")
+                .proof(&proof)
+                .body(body.to_vec()),
+        )
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text());
+
+    // The replay's head arrives at the last second the proof is fresh…
+    clock.set(NOW + 30);
+    let mut stream = open_with(
+        env.proxy.addr,
+        &post_head(env.proxy.addr, "/echo", &proof, body.len()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // …and its body once the first record would have expired.
+    clock.set(NOW + 31);
+    stream.write_all(body).await.expect("write body");
+    let reply = support::read_reply(&mut stream, false).await;
+    assert_refused(&reply, ErrorCode::ClockSkew);
+    assert_eq!(env.upstream.requests().len(), 1, "forwarded exactly once");
+}
+
+#[tokio::test]
+async fn a_proof_that_goes_stale_while_its_body_arrives_is_never_forwarded() {
+    let mut clock = Clock::fixed(0);
+    let env = Env::start_with(|c| clock = c.clock.clone()).await;
+    let body = b"slow body";
+    let proof = env.signer.sign("POST", "/echo", body);
+    let mut stream = open_with(
+        env.proxy.addr,
+        &post_head(env.proxy.addr, "/echo", &proof, body.len()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    clock.set(NOW + 31);
+    stream.write_all(body).await.expect("write body");
+    assert_refused(
+        &support::read_reply(&mut stream, false).await,
+        ErrorCode::ClockSkew,
+    );
+    env.assert_nothing_forwarded();
+}
+
+// ===========================================================================
+// 2–3. Dot-segments and methods (amendment 1)
+// ===========================================================================
+
+#[tokio::test]
+async fn dot_segments_are_refused_even_with_a_valid_proof() {
+    let env = Env::start().await;
+    for target in [
+        "/repos/a/../../orgs/x",
+        "/repos/a/%2e%2e/b",
+        "/repos/a/%2E%2e/b",
+        "/repos/a/.%2e/b",
+        "/repos/./a",
+        "/repos/a/..",
+        "/repos/a/%2e",
+    ] {
+        let reply = env
+            .send(&Request::get(target).proof(env.signer.sign("GET", target, b"")))
+            .await;
+        assert_refused(&reply, ErrorCode::InvalidRequestTarget);
+    }
+    // The target form is checked before the proof, so no proof is needed to be refused.
+    let reply = env.send(&Request::get("/a/../user")).await;
+    assert_refused(&reply, ErrorCode::InvalidRequestTarget);
+    env.assert_nothing_forwarded();
+}
+
+#[tokio::test]
+async fn dots_inside_segments_and_in_the_query_are_forwarded() {
+    let env = Env::start().await;
+    for target in ["/repos/o/r.js", "/repos/o/a..b", "/repos/o/r?path=../x"] {
+        let reply = env
+            .send(&Request::get(target).proof(env.signer.sign("GET", target, b"")))
+            .await;
+        assert_eq!(reply.status, 200, "{target}: {}", reply.text());
+    }
+    assert_eq!(env.upstream.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn methods_outside_the_api_set_are_405_with_allow_and_never_forwarded() {
+    let env = Env::start().await;
+    for method in ["TRACE", "CONNECT", "PROPFIND", "get", "BREW"] {
+        let reply = env
+            .send(&Request::new(method, "/user").proof(env.signer.sign(method, "/user", b"")))
+            .await;
+        assert_refused(&reply, ErrorCode::MethodNotAllowed);
+        assert_eq!(
+            reply.all("allow"),
+            ["GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"],
+            "{method}"
+        );
+    }
+    // Before §5: no proof needed to be refused.
+    assert_refused(
+        &env.send(&Request::new("TRACE", "/user")).await,
+        ErrorCode::MethodNotAllowed,
+    );
+    // Authority-form stays a target-form error.
+    assert_refused(
+        &env.send(&Request::new("CONNECT", "api.github.com:443"))
+            .await,
+        ErrorCode::InvalidRequestTarget,
+    );
+    env.assert_nothing_forwarded();
+    let reply = env
+        .send(&Request::new("OPTIONS", "/user").proof(env.signer.sign("OPTIONS", "/user", b"")))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+// ===========================================================================
+// 4. Unauthenticated memory: connections, header sections, body budget
+// ===========================================================================
+
+#[tokio::test]
+async fn a_header_section_over_64_kib_is_431_and_one_under_it_is_read() {
+    let env = Env::start().await;
+    let big = "x".repeat(65 * 1024);
+    let reply = env.send(&Request::get("/user").header("X-Pad", &big)).await;
+    assert_eq!(reply.status, 431);
+    let fits = "x".repeat(60 * 1024);
+    let reply = env
+        .send(&Request::get("/user").header("X-Pad", &fits))
+        .await;
+    assert_refused(&reply, ErrorCode::MissingProof);
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_refused_and_the_rest_served() {
+    let env = Env::start_with(|c| c.max_connections = 3).await;
+    // Two slow-loris connections sit on their unfinished heads.
+    let _held: Vec<TcpStream> = vec![
+        open_with(env.proxy.addr, b"GET /user HTTP/1.1\r\nHo").await,
+        open_with(env.proxy.addr, b"GET /user HTTP/1.1\r\nHo").await,
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Below the limit, a request is served normally.
+    let mut third = open_with(env.proxy.addr, b"").await;
+    let target = "/user";
+    let request = Request::get(target).proof(env.signer.sign("GET", target, b""));
+    third
+        .write_all(&request.to_bytes(&env.proxy.addr.to_string()))
+        .await
+        .expect("write");
+    assert_eq!(support::read_reply(&mut third, false).await.status, 200);
+    // Over it, the fourth gets a 503 and is closed.
+    let mut fourth = TcpStream::connect(env.proxy.addr).await.expect("connect");
+    let refused = support::read_until_closed(&mut fourth, Duration::from_secs(10))
+        .await
+        .expect("closed at once");
+    let text = String::from_utf8_lossy(&refused);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("TOO_MANY_CONNECTIONS"), "{text}");
+    // A connection that closes gives its slot back.
+    drop(third);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = env
+        .send(&Request::get(target).proof(env.signer.sign("GET", target, b"")))
+        .await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn bodies_beyond_the_buffer_budget_are_503_at_once_and_room_comes_back() {
+    let env = Env::start_with(|c| {
+        c.max_body_size = 64 * 1024;
+        c.body_buffer_budget = 64 * 1024;
+    })
+    .await;
+    // A captured proof is enough to make the proxy buffer a body: hold most
+    // of the budget with one that never finishes.
+    let proof = env.signer.sign("POST", "/echo", b"never sent");
+    let mut holder = open_with(
+        env.proxy.addr,
+        &post_head(env.proxy.addr, "/echo", &proof, 60 * 1024),
+    )
+    .await;
+    holder.write_all(&[b'x'; 1024]).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let body = vec![b'y'; 10 * 1024];
+    let signed = |env: &Env| {
+        Request::new("POST", "/echo")
+            .proof(env.signer.sign("POST", "/echo", &body))
+            .body(body.clone())
+    };
+    let started = Instant::now();
+    let reply = env.send(&signed(&env)).await;
+    assert_refused(&reply, ErrorCode::BodyBudgetExhausted);
+    assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "never made to wait"
+    );
+    // A chunked body that would grow past the budget is refused too.
+    let chunked = Request::new("POST", "/echo")
+        .proof(env.signer.sign("POST", "/echo", &body))
+        .chunked(vec![body.clone()]);
+    assert_refused(&env.send(&chunked).await, ErrorCode::BodyBudgetExhausted);
+    env.assert_nothing_forwarded();
+
+    drop(holder);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = env.send(&signed(&env)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.body, body);
+}
+
+// ===========================================================================
+// 7. Framing is the proxy's, never the client's
+// ===========================================================================
+
+#[tokio::test]
+async fn the_upstream_gets_a_content_length_computed_from_the_verified_body() {
+    let env = Env::start().await;
+    let body = b"0123456789";
+    let proof = env.signer.sign("POST", "/echo", body);
+    let raw = format!(
+        "POST /echo HTTP/1.1\r\nHost: p\r\nSignet-Proof: {proof}\r\nContent-Length: 010\r\n\r\n0123456789"
+    );
+    let reply = support::send_raw(env.proxy.addr, raw.as_bytes(), false).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen = env.upstream.requests();
+    assert_eq!(seen.len(), 1);
+    let lengths: Vec<_> = seen[0].headers.get_all("content-length").iter().collect();
+    assert_eq!(lengths, ["10"]);
+    assert_eq!(&seen[0].body[..], body);
+    // A chunked body goes out with its length, not its chunking.
+    let proof = env.signer.sign("POST", "/echo", body);
+    let reply = env
+        .send(
+            &Request::new("POST", "/echo")
+                .proof(proof)
+                .chunked(vec![b"01234".to_vec(), b"56789".to_vec()]),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let seen = env.upstream.requests();
+    assert_eq!(seen[1].headers["content-length"], "10");
+    assert!(!seen[1].headers.contains_key("transfer-encoding"));
+}
+
+// ===========================================================================
+// 8. Response hygiene
+// ===========================================================================
+
+async fn proxy_for(
+    upstream: SocketAddr,
+    tweak: impl FnOnce(&mut signet_proxy::Config),
+) -> (RunningProxy, Signer) {
+    let signer = Signer::new();
+    let mut config = config(&format!("http://{upstream}"), &signer);
+    tweak(&mut config);
+    (RunningProxy::start(&config).await, signer)
+}
+
+#[tokio::test]
+async fn a_response_header_echoing_the_token_is_dropped() {
+    let response: &'static [u8] = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nX-Echo-Authorization: Bearer {TOKEN}\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok"
+        )
+        .into_bytes()
+        .into_boxed_slice(),
+    );
+    let upstream = raw_upstream(response).await;
+    let (proxy, signer) = proxy_for(upstream, |_| {}).await;
+    let reply = send(
+        proxy.addr,
+        &Request::get("/user").proof(signer.sign("GET", "/user", b"")),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-kept").as_deref(), Some("yes"));
+    assert_eq!(reply.header("x-echo-authorization"), None);
+    assert_no_token(&reply.raw);
+}
+
+#[tokio::test]
+async fn a_chunked_response_that_also_has_a_content_length_is_delivered_whole() {
+    let upstream = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .await;
+    let (proxy, signer) = proxy_for(upstream, |_| {}).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+    for _ in 0..2 {
+        let request = Request::get("/user").proof(signer.sign("GET", "/user", b""));
+        stream
+            .write_all(&request.to_bytes("p"))
+            .await
+            .expect("write");
+        let reply = support::read_reply(&mut stream, false).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "hello world");
+        assert_eq!(reply.header("content-length"), None);
+    }
+}
+
+#[tokio::test]
+async fn an_unrequested_101_is_a_bad_gateway() {
+    let upstream = raw_upstream(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    )
+    .await;
+    let (proxy, signer) = proxy_for(upstream, |_| {}).await;
+    let reply = send(
+        proxy.addr,
+        &Request::get("/user").proof(signer.sign("GET", "/user", b"")),
+    )
+    .await;
+    assert_refused_with(
+        &reply,
+        ErrorCode::BadGateway,
+        "The upstream API sent an invalid response.",
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_answering_garbage_is_a_bad_gateway_that_says_so() {
+    let upstream = raw_upstream(b"NOT HTTP AT ALL\r\n\r\n").await;
+    let (proxy, signer) = proxy_for(upstream, |_| {}).await;
+    let reply = send(
+        proxy.addr,
+        &Request::get("/user").proof(signer.sign("GET", "/user", b"")),
+    )
+    .await;
+    assert_refused_with(
+        &reply,
+        ErrorCode::BadGateway,
+        "The upstream API sent an invalid response.",
+    );
+}
+
+#[tokio::test]
+async fn a_response_body_that_stalls_past_the_upstream_timeout_is_cut_short() {
+    let upstream =
+        stalling_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst ten.").await;
+    let (proxy, signer) = proxy_for(upstream, |c| {
+        c.upstream_timeout = Duration::from_millis(500);
+        c.write_timeout = None;
+        c.idle_timeout = None;
+    })
+    .await;
+    let request = Request::get("/user").proof(signer.sign("GET", "/user", b""));
+    let started = Instant::now();
+    let raw = support::send_until_closed(proxy.addr, &request).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.ends_with("first ten."),
+        "truncated, no second status: {text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+// ===========================================================================
+// 9. Timeouts mean what the docs say
+// ===========================================================================
+
+#[tokio::test]
+async fn a_partial_head_pipelined_behind_a_request_is_timed_by_the_read_timeout() {
+    let env = Env::start_with(|c| {
+        c.read_timeout = Some(Duration::from_millis(500));
+        c.idle_timeout = Some(Duration::from_secs(60));
+    })
+    .await;
+    let mut stream = open_with(
+        env.proxy.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: p\r\n\r\nGET /user HTTP/1.1\r\nHo",
+    )
+    .await;
+    assert_eq!(support::read_reply(&mut stream, false).await.status, 200);
+    let started = Instant::now();
+    let rest = support::read_until_closed(&mut stream, Duration::from_secs(20)).await;
+    assert!(
+        rest.is_some(),
+        "dropped by the read timeout, not kept for the idle one"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[tokio::test]
+async fn pipelined_complete_requests_are_all_answered() {
+    let env = Env::start_with(|c| {
+        c.read_timeout = Some(Duration::from_millis(300));
+        c.idle_timeout = Some(Duration::from_secs(60));
+    })
+    .await;
+    let one = "GET /healthz HTTP/1.1\r\nHost: p\r\n\r\n";
+    let mut stream = open_with(env.proxy.addr, one.repeat(3).as_bytes()).await;
+    // What hyper may still hold after a pipelined request is unknown, so
+    // the wait for a fourth head is held to the read timeout.
+    let raw = support::read_until_closed(&mut stream, Duration::from_secs(20))
+        .await
+        .expect("closed by the read timeout");
+    let text = String::from_utf8_lossy(&raw);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{text}");
+}
+
+#[tokio::test]
+async fn a_read_timeout_of_zero_means_no_limit_not_hypers_thirty_seconds() {
+    let env = Env::start_with(|c| {
+        c.read_timeout = None;
+        c.idle_timeout = None;
+    })
+    .await;
+    let mut stream = open_with(env.proxy.addr, b"GET /healthz HTTP/1.1\r\nHo").await;
+    tokio::time::sleep(Duration::from_secs(32)).await;
+    stream.write_all(b"st: p\r\n\r\n").await.expect("write");
+    assert_eq!(support::read_reply(&mut stream, false).await.status, 200);
+}
+
+// ===========================================================================
+// 12. Smaller gaps
+// ===========================================================================
+
+#[tokio::test]
+async fn a_refused_head_has_the_content_length_of_its_get() {
+    let env = Env::start().await;
+    let get = env.send(&Request::get("/user")).await;
+    let head = env.send(&Request::new("HEAD", "/user")).await;
+    assert_refusal_headers(&head, ErrorCode::MissingProof);
+    assert_eq!(head.status, get.status);
+    assert_eq!(
+        head.header("content-length"),
+        Some(get.body.len().to_string())
+    );
+    assert!(head.body.is_empty());
+}
+
+#[tokio::test]
+async fn every_refusal_is_read_fully_before_the_connection_is_reused() {
+    // A refusal that comes before the body was read must not leave the body
+    // to be parsed as the next request.
+    let env = Env::start().await;
+    let mut stream = TcpStream::connect(env.proxy.addr).await.expect("connect");
+    let smuggled = "GET /user HTTP/1.1\r\nHost: p\r\n\r\n";
+    let raw = format!(
+        "POST /echo HTTP/1.1\r\nHost: p\r\nContent-Length: {}\r\n\r\n{smuggled}",
+        smuggled.len()
+    );
+    stream.write_all(raw.as_bytes()).await.expect("write");
+    assert_refused(
+        &support::read_reply(&mut stream, false).await,
+        ErrorCode::MissingProof,
+    );
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_millis(500), stream.read_to_end(&mut rest)).await;
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("HTTP/1.1"),
+        "the body was answered as a request: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    env.assert_nothing_forwarded();
+}
+
+// ===========================================================================
+// 4. Memory, measured on the real binary (ignored by default: a stress test)
+// ===========================================================================
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Run with `cargo test --release -p signet-proxy --test proxy -- --ignored --nocapture memory`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stress test: prints RSS figures of the real binary"]
+async fn memory_under_an_unauthenticated_flood_is_bounded_and_comes_back() {
+    let port = crate::free_port().to_string();
+    let signer = Signer::new();
+    let key = hex::encode(signer.key().as_bytes());
+    let mut child = crate::binary(
+        &[
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--master-key",
+            &key,
+            "--github-token",
+            TOKEN,
+            "--read-timeout",
+            "60s",
+            "--log-level",
+            "error",
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    crate::wait_until_healthy(addr, &mut child).await;
+    let pid = child.id();
+    let idle = rss_kib(pid);
+
+    // 1,500 connections, each with an unfinished header section just under
+    // the 64 KiB limit (a larger one is cut off at once with 431).
+    let mut held = Vec::new();
+    let pad = vec![b'a'; 60 * 1024];
+    for _ in 0..1_500 {
+        let Ok(mut stream) = TcpStream::connect(addr).await else {
+            continue;
+        };
+        let _ = stream.write_all(b"GET /user HTTP/1.1\r\nX-Pad: ").await;
+        let _ = tokio::time::timeout(Duration::from_millis(5), stream.write_all(&pad)).await;
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let headers_peak = rss_kib(pid);
+    drop(held);
+    // The allocator hands freed pages back after its decay time (10 s).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let headers_after = rss_kib(pid);
+
+    // A captured proof reused on 300 connections, each sending 1 MiB of body
+    // but the last byte, so the signatures are never checked.
+    let now = crate::now();
+    let claims = crate::support::Claims {
+        exp: now + 300,
+        ts: now,
+        purpose: "test",
+    };
+    let proof = signer.sign_with(claims, "POST", "/echo", b"x").to_string();
+    let body = vec![b'b'; 1024 * 1024 - 1];
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let Ok(mut stream) = TcpStream::connect(addr).await else {
+            continue;
+        };
+        let _ = stream
+            .write_all(&post_head(addr, "/echo", &proof, 1024 * 1024))
+            .await;
+        let _ = tokio::time::timeout(Duration::from_millis(20), stream.write_all(&body)).await;
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let bodies_peak = rss_kib(pid);
+    drop(held);
+
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = rss_kib(pid);
+    let alive = send(addr, &Request::get("/healthz")).await.status;
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "RSS KiB: idle {idle}; 1500 header floods {headers_peak}, 12 s later {headers_after}; \
+         300 body floods {bodies_peak}, 12 s later {after}"
+    );
+    assert_eq!(alive, 200);
+    assert!(
+        headers_peak < 128 * 1024,
+        "header flood: {headers_peak} KiB"
+    );
+    assert!(bodies_peak < 128 * 1024, "body flood: {bodies_peak} KiB");
+    assert!(
+        headers_after < idle + 16 * 1024,
+        "memory not returned: {headers_after} KiB"
+    );
+    assert!(after < idle + 16 * 1024, "memory not returned: {after} KiB");
+}
