@@ -796,7 +796,7 @@ fn real_proxy(master_hex: &str) -> RealProxy {
             GitHubToken::new(SHARED_TOKEN).unwrap(),
         );
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        let server = Server::bind(&config, MemoryReplayStore::new(1000))
+        let server = Server::bind(&config, MemoryReplayStore::for_config(&config))
             .await
             .unwrap();
         let addr = server.local_addr().unwrap();
