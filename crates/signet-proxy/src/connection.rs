@@ -44,8 +44,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::{Instant, Sleep};
 
-use crate::body::ProxyBody;
-use crate::pipeline::Proxy;
+use crate::pipeline::{Proxy, ResponseBody};
 use crate::replay::ReplayStore;
 
 /// The largest request header section (request line and headers), bytes;
@@ -336,13 +335,13 @@ impl Drop for InFlight {
 
 /// A response body that keeps the connection marked busy until it is dropped.
 struct TrackedBody {
-    body: ProxyBody,
+    body: ResponseBody,
     _guard: InFlight,
 }
 
 impl Body for TrackedBody {
     type Data = Bytes;
-    type Error = <ProxyBody as Body>::Error;
+    type Error = <ResponseBody as Body>::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,

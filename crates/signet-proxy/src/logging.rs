@@ -445,12 +445,6 @@ impl RequestLog {
         self.key = Key::Verified(signet_core::key_id(mk));
     }
 
-    /// Transitional alias of [`RequestLog::claimed_key`], for callers written
-    /// before the split; remove once the pipeline calls the new methods.
-    pub fn key(&mut self, mk: &[u8; 32]) {
-        self.claimed_key(mk);
-    }
-
     /// The request was a health check (logged at debug level: probes are
     /// frequent).
     pub fn health(&mut self) {
@@ -479,13 +473,6 @@ impl RequestLog {
             }),
             bytes: 0,
         }
-    }
-
-    /// Transitional: writes the record at once, without `bytes`,
-    /// `completed` or `duration_ms`, for callers that do not yet wrap the
-    /// body with [`RequestLog::into_body`]; remove once the pipeline does.
-    pub fn finish(self, status: StatusCode, latency: Duration) {
-        self.write(status, latency, None);
     }
 
     fn write(&self, status: StatusCode, head_latency: Duration, body: Option<BodyEnd>) {
@@ -679,7 +666,7 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::mpsc;
 
-    use http_body_util::{BodyExt as _, Full};
+    use http_body_util::{BodyExt as _, Empty, Full};
 
     const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -1031,7 +1018,11 @@ mod tests {
         let lines = capture(|| {
             let mut request = log("/user");
             request.refused(&Refusal::new(ErrorCode::MissingProof));
-            request.finish(StatusCode::UNAUTHORIZED, Duration::ZERO);
+            drop(request.into_body(
+                StatusCode::UNAUTHORIZED,
+                Duration::ZERO,
+                Empty::<Bytes>::new(),
+            ));
         });
         assert_eq!(lines[0]["detail"], ErrorCode::MissingProof.message());
         assert!(lines[0].get("key_id").is_none());

@@ -18,11 +18,15 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::forward::{ForwardSetupError, Forwarder};
 use crate::health;
-use crate::logging::RequestLog;
+use crate::logging::{LoggedBody, RequestLog};
 use crate::policy::Policy;
 use crate::refusal::Refusal;
 use crate::replay::ReplayStore;
 use crate::target;
+
+/// The body of every response: the proxy's own or the upstream's, with the
+/// request's log record, written when the body ends.
+pub type ResponseBody = LoggedBody<ProxyBody>;
 
 /// The proxy's request handler and everything it needs, shared by all
 /// connections.
@@ -55,8 +59,9 @@ impl<R: ReplayStore> Proxy<R> {
         })
     }
 
-    /// Handles one request: a response in every case, and one log record.
-    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<ProxyBody> {
+    /// Handles one request: a response in every case, and one log record,
+    /// written when the response body has ended (or was cut off).
+    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
         mark_sensitive(request.headers_mut());
         let head = request.method() == Method::HEAD;
@@ -68,8 +73,8 @@ impl<R: ReplayStore> Proxy<R> {
                 refusal.into_response(head)
             }
         };
-        log.finish(response.status(), started.elapsed());
-        response
+        let status = response.status();
+        response.map(|body| log.into_body(status, started.elapsed(), body))
     }
 
     async fn process(
@@ -101,7 +106,8 @@ impl<R: ReplayStore> Proxy<R> {
         // Steps 3–6: table lookup and integer compares, before reading a
         // body or checking a signature.
         let checked = self.verifier.check(&proof, self.clock.now())?;
-        log.key(&proof.mk);
+        // Only claimed: nothing has been verified yet.
+        log.claimed_key(&proof.mk);
 
         // Step 7: the body is read (bounded, and within the global budget,
         // since nothing is authenticated yet) before the signatures because
@@ -120,6 +126,7 @@ impl<R: ReplayStore> Proxy<R> {
             target,
             body_digest: BodyDigest::of(&body.bytes),
         })?;
+        log.verified_key(verified.master_key());
 
         // Step 10: policy only after the signatures, so unauthenticated
         // callers learn nothing about it.

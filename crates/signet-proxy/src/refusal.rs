@@ -10,6 +10,7 @@ use signet_core::{ErrorCode, ParseError, VerifyError};
 
 use crate::body::ProxyBody;
 use crate::replay::ReplayError;
+use crate::target;
 
 /// Why a request was not forwarded (or failed upstream).
 #[derive(Debug, Clone)]
@@ -60,7 +61,7 @@ impl Refusal {
             headers.insert(WWW_AUTHENTICATE, challenge(self.code));
         }
         if self.code == ErrorCode::MethodNotAllowed {
-            headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            headers.insert(ALLOW, HeaderValue::from_static(target::ALLOWED_METHODS));
         }
         if self.code.is_retryable() {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -76,9 +77,6 @@ impl Refusal {
         Bytes::from(json.to_string())
     }
 }
-
-/// The `Allow` header of a 405: the seven methods spec §3 forwards.
-pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 fn challenge(code: ErrorCode) -> HeaderValue {
     // Codes are fixed upper-case ASCII, so the value is always valid.

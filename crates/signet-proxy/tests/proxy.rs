@@ -96,7 +96,7 @@ async fn the_request_target_is_forwarded_byte_for_byte_including_the_query() {
     for target in [
         "/search/issues?q=a%20b&x=",
         "/search/issues?",
-        "/repos/o/r/contents/a%2Fb/../c?ref=x%2fy",
+        "/repos/o/r/contents/A%2fb/c..d/%2E%2E%2E?ref=x%2fy/../z",
     ] {
         let reply = env
             .send(&Request::get(target).proof(env.signer.sign("GET", target, b"")))
@@ -843,6 +843,16 @@ async fn vector_env() -> (StandIn, RunningProxy, Clock) {
     (upstream, proxy, clock)
 }
 
+/// Whether a vector's path has a `.` or `..` segment (`%2e` in any case):
+/// spec amendment 1 has the proxy refuse it, though its signature is valid.
+fn has_dot_segment(target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or_default();
+    path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
 #[tokio::test]
 async fn every_positive_vector_is_forwarded_exactly_over_http() {
     let file: PositiveFile = serde_json::from_str(POSITIVE_JSON).unwrap();
@@ -851,7 +861,8 @@ async fn every_positive_vector_is_forwarded_exactly_over_http() {
         file.cases.iter().any(|c| c.id == "path_not_normalised"),
         "the vectors include the non-normalised path"
     );
-    for (i, case) in file.cases.iter().enumerate() {
+    let mut forwarded_count = 0;
+    for case in &file.cases {
         clock.set(case.verify_at);
         let body = hex::decode(&case.body_hex).unwrap();
         let mut request = Request::new(&case.method, &case.target).proof(&case.header);
@@ -859,6 +870,13 @@ async fn every_positive_vector_is_forwarded_exactly_over_http() {
             request = request.body(body.clone());
         }
         let reply = send(proxy.addr, &request).await;
+        if has_dot_segment(&case.target) {
+            // Signed correctly (signet-core verifies it byte for byte), but
+            // amendment 1 refuses dot-segments before any proof work.
+            assert_refused(&reply, ErrorCode::InvalidRequestTarget);
+            assert_eq!(upstream.requests().len(), forwarded_count, "{}", case.id);
+            continue;
+        }
         assert_eq!(
             reply.header("x-ratelimit-remaining").as_deref(),
             Some("4999"),
@@ -868,8 +886,9 @@ async fn every_positive_vector_is_forwarded_exactly_over_http() {
             reply.text()
         );
         let seen = upstream.requests();
-        assert_eq!(seen.len(), i + 1, "{}", case.id);
-        let forwarded = &seen[i];
+        forwarded_count += 1;
+        assert_eq!(seen.len(), forwarded_count, "{}", case.id);
+        let forwarded = &seen[forwarded_count - 1];
         assert_eq!(forwarded.method, case.method, "{}", case.id);
         assert_eq!(
             forwarded.target, case.target,
@@ -879,6 +898,10 @@ async fn every_positive_vector_is_forwarded_exactly_over_http() {
         assert_eq!(forwarded.body.as_ref(), body.as_slice(), "{}", case.id);
         assert!(forwarded.headers.get("signet-proof").is_none());
     }
+    assert!(
+        forwarded_count + 1 >= file.cases.len(),
+        "only dot-segment cases are refused"
+    );
 }
 
 #[tokio::test]
@@ -1496,6 +1519,25 @@ async fn the_binary_forwards_logs_one_json_line_per_request_and_stops_on_sigterm
     assert_eq!(forwarded.status, 200, "{}", forwarded.text());
     let refused = send(addr, &Request::get("/repos/o/r?token=hidden")).await;
     assert_refused(&refused, ErrorCode::MissingProof);
+    // A forger who names a real client's key is not attributed to it.
+    let mut forged = signer.sign_with(claims, "GET", "/user", b"");
+    forged.s[0] ^= 1;
+    let refused = send(addr, &Request::get("/user").proof(forged)).await;
+    assert_refused(&refused, ErrorCode::InvalidSignature);
+    // A download the client walks away from is logged as cut short.
+    let target = "/stream/50000000";
+    let proof = signer.sign_with(claims, "GET", target, b"");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let request = Request::get(target).proof(proof).to_bytes("p");
+        stream.write_all(&request).await.unwrap();
+        let mut first = vec![0u8; 64 * 1024];
+        let n = stream.read(&mut first).await.unwrap();
+        assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    }
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     terminate(&child);
     let exited = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(5)))
@@ -1518,9 +1560,17 @@ async fn the_binary_forwards_logs_one_json_line_per_request_and_stops_on_sigterm
         .collect();
     let per_request: Vec<&Value> = records.iter().filter(|r| r.get("path").is_some()).collect();
     // Health checks are logged at debug level only: probes are frequent.
-    assert_eq!(per_request.len(), 2, "one record per request: {records:#?}");
+    assert_eq!(per_request.len(), 4, "one record per request: {records:#?}");
     for record in &per_request {
-        for field in ["method", "path", "status", "key_id", "latency_ms"] {
+        for field in [
+            "method",
+            "path",
+            "status",
+            "latency_ms",
+            "duration_ms",
+            "bytes",
+            "completed",
+        ] {
             assert!(record.get(field).is_some(), "{field} missing in {record}");
         }
         assert_eq!(record["method"], "GET");
@@ -1530,6 +1580,20 @@ async fn the_binary_forwards_logs_one_json_line_per_request_and_stops_on_sigterm
     assert_eq!(per_request[0]["status"], 200);
     assert_eq!(per_request[0]["key_id"], key_id.as_str());
     assert_eq!(per_request[0]["message"], "request forwarded");
+    assert_eq!(per_request[0]["completed"], true);
+    assert_eq!(
+        per_request[0]["bytes"].as_u64(),
+        Some(forwarded.body.len() as u64)
+    );
+    // Attributed only after verification; before, the key is merely claimed.
+    assert!(per_request[1].get("key_id").is_none());
+    assert!(per_request[2].get("key_id").is_none());
+    assert_eq!(per_request[2]["claimed_key_id"], key_id.as_str());
+    assert_eq!(per_request[2]["code"], "INVALID_SIGNATURE");
+    assert_eq!(per_request[3]["message"], "response cut short");
+    assert_eq!(per_request[3]["completed"], false);
+    assert_eq!(per_request[3]["key_id"], key_id.as_str());
+    assert!(per_request[3]["bytes"].as_u64().unwrap_or(u64::MAX) < 50_000_000);
     assert_eq!(
         per_request[1]["path"], "/repos/o/r",
         "no query string in logs"

@@ -616,3 +616,128 @@ async fn memory_under_an_unauthenticated_flood_is_bounded_and_comes_back() {
     );
     assert!(after < idle + 16 * 1024, "memory not returned: {after} KiB");
 }
+
+// ===========================================================================
+// 5. A stalled log never freezes the proxy
+// ===========================================================================
+
+/// Sends `count` pipelined unsigned requests on one connection and reads
+/// all the answers (each is a 401): log lines the proxy must write.
+async fn flood(addr: SocketAddr, count: usize) -> usize {
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return 0;
+    };
+    let (mut reader, mut writer) = stream.into_split();
+    // The write half stays open until every answer is read: a client that
+    // half-closes while requests are still pipelined loses the last ones.
+    let sender = tokio::spawn(async move {
+        let batch = "GET /user HTTP/1.1\r\nHost: p\r\n\r\n".repeat(250);
+        for _ in 0..count / 250 {
+            if writer.write_all(batch.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        writer
+    });
+    let expected = count / 250 * 250;
+    let mut seen = 0;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut tail: Vec<u8> = Vec::new();
+    while seen < expected {
+        match tokio::time::timeout(Duration::from_secs(20), reader.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                // Count status lines, including one split across two reads.
+                tail.extend_from_slice(&buf[..n]);
+                seen += tail.windows(12).filter(|w| w == b"HTTP/1.1 401").count();
+                let keep = tail.len().min(11);
+                tail.drain(..tail.len() - keep);
+            }
+            _ => break,
+        }
+    }
+    drop(sender.await);
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_nobody_reads_drops_log_lines_but_never_stalls_requests() {
+    let upstream = signet_proxy::standin::StandIn::start(Some(TOKEN))
+        .await
+        .expect("stand-in");
+    let signer = Signer::new();
+    let port = crate::free_port().to_string();
+    let key = hex::encode(signer.key().as_bytes());
+    let api = upstream.url();
+    let mut child = crate::binary(
+        &[
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--master-key",
+            &key,
+            "--github-token",
+            TOKEN,
+            "--github-api",
+            &api,
+        ],
+        &[],
+    )
+    .spawn()
+    .expect("spawn");
+    // stdout is a pipe that nobody reads until the end of the test.
+    let stdout = child.stdout.take().expect("stdout");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    crate::wait_until_healthy(addr, &mut child).await;
+
+    // Far more refusals than the pipe and the log queue can hold.
+    let floods: Vec<_> = (0..4).map(|_| tokio::spawn(flood(addr, 10_000))).collect();
+    let mut answered = 0;
+    for flood in floods {
+        answered += flood.await.unwrap_or(0);
+    }
+    assert_eq!(answered, 40_000, "every flooded request was answered");
+
+    // Health and signed requests are still served while the log is stuck.
+    let health = tokio::time::timeout(
+        Duration::from_secs(5),
+        send(addr, &Request::get("/healthz")),
+    )
+    .await
+    .expect("health answers");
+    assert_eq!(health.status, 200);
+    let now = crate::now();
+    let claims = crate::support::Claims {
+        exp: now + 300,
+        ts: now,
+        purpose: "test",
+    };
+    let proof = signer.sign_with(claims, "GET", "/user", b"");
+    let reply = send(addr, &Request::get("/user").proof(proof)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // Once a reader attaches, the log drains and says what it dropped.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("log lines dropped") {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+    });
+    let report = rx.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    let report = report.expect("a report of the dropped lines");
+    let report: serde_json::Value = serde_json::from_str(&report).expect("JSON line");
+    assert!(report["dropped"].as_u64().unwrap_or(0) > 0, "{report}");
+}
+
+#[tokio::test]
+async fn ten_thousand_pipelined_requests_on_one_connection_are_all_answered() {
+    let env = Env::start().await;
+    assert_eq!(flood(env.proxy.addr, 10_000).await, 10_000);
+}
