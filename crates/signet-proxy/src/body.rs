@@ -116,7 +116,7 @@ impl Body for ProxyBody {
 /// One budget unit: budgets count KiB so a `u32` of permits covers any size.
 const UNIT: u64 = 1024;
 
-/// How much more a chunked body reserves at a time.
+/// What a body reserves first; it doubles as more arrives.
 const GROWTH: u64 = 16 * UNIT;
 
 /// A process-wide limit on the bytes of request bodies held in memory at
@@ -193,9 +193,11 @@ pub async fn read(
             _budget: None,
         });
     }
-    // A declared length is reserved whole (it is at most `limit`); a chunked
-    // body reserves as it grows.
-    let mut reserved = declared.exact().unwrap_or(GROWTH.min(limit));
+    // Room is reserved as bytes arrive, doubling from 16 KiB, never upfront
+    // by the declared length: holding budget costs a caller the bytes it
+    // actually sent, not a number it wrote in a header.
+    let ceiling = declared.exact().unwrap_or(limit).min(limit);
+    let mut reserved = GROWTH.min(ceiling);
     let mut permit = budget.take(reserved)?;
     let mut buf = BytesMut::with_capacity(usize::try_from(reserved).unwrap_or(0));
     let collect = async {
@@ -212,9 +214,14 @@ pub async fn read(
                     .with_detail(format!("body grew past the limit of {limit} bytes")));
             }
             if len > reserved {
-                let more = (len - reserved).max(GROWTH).min(limit - reserved);
+                let more = (len - reserved).max(reserved).min(limit - reserved);
                 permit.merge(budget.take(more)?);
                 reserved += more;
+                buf.reserve(
+                    usize::try_from(reserved)
+                        .unwrap_or(0)
+                        .saturating_sub(buf.len()),
+                );
             }
             buf.extend_from_slice(&data);
         }
