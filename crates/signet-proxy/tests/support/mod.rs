@@ -271,6 +271,16 @@ pub async fn closed_port() -> SocketAddr {
 /// (possibly nothing, or a cut-off message) and hangs up. For failures the
 /// stand-in cannot produce. Stops when the test's runtime ends.
 pub async fn raw_upstream(response: &'static [u8]) -> SocketAddr {
+    scripted_upstream(response, Duration::ZERO).await
+}
+
+/// Like [`raw_upstream`], but keeps each connection open (silent) for a
+/// minute after writing `response`: an upstream whose body stalls.
+pub async fn stalling_upstream(response: &'static [u8]) -> SocketAddr {
+    scripted_upstream(response, Duration::from_secs(60)).await
+}
+
+async fn scripted_upstream(response: &'static [u8], hold: Duration) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .expect("bind");
@@ -287,27 +297,10 @@ pub async fn raw_upstream(response: &'static [u8]) -> SocketAddr {
                     }
                 }
                 let _ = stream.write_all(response).await;
+                if !hold.is_zero() {
+                    tokio::time::sleep(hold).await;
+                }
                 let _ = stream.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
-/// Like [`raw_upstream`], but keeps each connection open (silent) for a
-/// minute after writing `response`: an upstream whose body stalls.
-pub async fn stalling_upstream(response: &'static [u8]) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream.write_all(response).await;
-                tokio::time::sleep(Duration::from_secs(60)).await;
             });
         }
     });
