@@ -513,6 +513,16 @@ async fn every_refusal_is_read_fully_before_the_connection_is_reused() {
 // 4. Memory, measured on the real binary (ignored by default: a stress test)
 // ===========================================================================
 
+/// A started binary that is killed when the test ends, even by a panic.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -555,6 +565,7 @@ async fn memory_under_an_unauthenticated_flood_is_bounded_and_comes_back() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     crate::wait_until_healthy(addr, &mut child).await;
     let pid = child.id();
+    let _running = Running(child);
     let idle = rss_kib(pid);
 
     // 1,500 connections, each with an unfinished header section just under
@@ -604,8 +615,6 @@ async fn memory_under_an_unauthenticated_flood_is_bounded_and_comes_back() {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let after = rss_kib(pid);
     let alive = send(addr, &Request::get("/healthz")).await.status;
-    let _ = child.kill();
-    let _ = child.wait();
     println!(
         "RSS KiB: idle {idle}; 1500 header floods {headers_peak}, 12 s later {headers_after}; \
          300 body floods {bodies_peak}, 12 s later {after}"
@@ -695,6 +704,7 @@ async fn a_stdout_nobody_reads_drops_log_lines_but_never_stalls_requests() {
     let stdout = child.stdout.take().expect("stdout");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     crate::wait_until_healthy(addr, &mut child).await;
+    let _running = Running(child);
 
     // Far more refusals than the pipe and the log queue can hold.
     let floods: Vec<_> = (0..4).map(|_| tokio::spawn(flood(addr, 10_000))).collect();
@@ -734,10 +744,9 @@ async fn a_stdout_nobody_reads_drops_log_lines_but_never_stalls_requests() {
             }
         }
     });
-    let report = rx.recv_timeout(Duration::from_secs(20));
-    let _ = child.kill();
-    let _ = child.wait();
-    let report = report.expect("a report of the dropped lines");
+    let report = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a report of the dropped lines");
     let report: serde_json::Value = serde_json::from_str(&report).expect("JSON line");
     assert!(report["dropped"].as_u64().unwrap_or(0) > 0, "{report}");
 }
