@@ -237,6 +237,86 @@ fn a_key_file_that_is_not_a_pem_is_refused_without_echoing_it() {
         .stderr(predicate::str::contains("U0VDUkVUCg").not());
 }
 
+// ---------------------------------------------------------------- interop
+
+/// Runs a real tool (the test script installs it); a missing tool fails the
+/// test instead of skipping it.
+fn run_tool(program: &str, args: &[&str]) -> std::process::Output {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} must be installed (scripts/test installs it): {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[test]
+fn a_key_from_keygen_loads_in_openssl_with_the_same_public_key() {
+    let dir = TempDir::new().unwrap();
+    let (path, public) = keygen(&dir);
+    let path = path.to_str().unwrap();
+    run_tool("openssl", &["pkey", "-in", path, "-noout"]);
+    let der = run_tool(
+        "openssl",
+        &["pkey", "-in", path, "-pubout", "-outform", "DER"],
+    )
+    .stdout;
+    assert!(der.len() >= 32, "{der:?}");
+    let derived: String = der[der.len() - 32..]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(derived, public);
+}
+
+#[test]
+fn a_key_from_keygen_loads_in_python_cryptography_with_the_same_public_key() {
+    let dir = TempDir::new().unwrap();
+    let (path, public) = keygen(&dir);
+    let script = "import sys\n\
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, Encoding, PublicFormat\n\
+key = load_pem_private_key(open(sys.argv[1], 'rb').read(), password=None)\n\
+print(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex())";
+    let output = run_tool("python3", &["-c", script, path.to_str().unwrap()]);
+    assert_eq!(stdout_line(&output.stdout), public);
+}
+
+#[test]
+fn a_key_made_by_openssl_signs_proofs_that_verify() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("openssl-key.pem");
+    run_tool(
+        "openssl",
+        &[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            path.to_str().unwrap(),
+        ],
+    );
+    let output = signet()
+        .args(["export-key-id", "--key"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let public = stdout_line(&output.stdout);
+    let output = signet()
+        .args(["sign", "--key"])
+        .arg(&path)
+        .args(["GET", "/user"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let master = parse_public_key_hex(&public).unwrap();
+    assert!(verify(&stdout_line(&output.stdout), &master, "GET", "/user", b"").is_ok());
+}
+
 // ---------------------------------------------------------------- sign
 
 #[test]

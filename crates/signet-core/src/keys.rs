@@ -1,7 +1,7 @@
 //! Key formats (spec §1): master public keys as 64 hex characters, private
 //! keys as PKCS#8 PEM, and the short key id used in logs.
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -50,14 +50,22 @@ pub fn public_key_hex(key: &VerifyingKey) -> String {
     hex::encode(key.as_bytes())
 }
 
-/// Reads an Ed25519 private key from a PKCS#8 PEM document.
+/// Reads an Ed25519 private key from a PKCS#8 PEM document: v1 (what
+/// `openssl genpkey -algorithm ed25519` writes) or v2 with the public key
+/// attached, which must then match the private key.
 pub fn signing_key_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
     SigningKey::from_pkcs8_pem(pem).map_err(|_| KeyError::InvalidPem)
 }
 
-/// Writes an Ed25519 private key as a PKCS#8 PEM document (zeroed on drop).
+/// Writes an Ed25519 private key as a PKCS#8 v1 PEM document (RFC 8410
+/// §7, zeroed on drop): the form every tool reads. The v2 form with the
+/// public key attached is refused by OpenSSL 3 and Python's `cryptography`.
 pub fn signing_key_to_pem(key: &SigningKey) -> Result<Zeroizing<String>, KeyError> {
-    key.to_pkcs8_pem(Default::default())
+    let v1 = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    v1.to_pkcs8_pem(Default::default())
         .map_err(|_| KeyError::InvalidPem)
 }
 
@@ -88,6 +96,45 @@ mod tests {
         let lower = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
         let upper = lower.to_uppercase();
         assert_eq!(parse_public_key_hex(lower), parse_public_key_hex(&upper));
+    }
+
+    fn der_of(pem: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn keys_are_written_as_the_48_byte_pkcs8_v1_form() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let pem = signing_key_to_pem(&key).unwrap_or_default();
+        let mut expected = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        expected.extend_from_slice(&[7; 32]);
+        assert_eq!(der_of(&pem), expected);
+    }
+
+    #[test]
+    fn v2_keys_still_read_and_a_mismatched_public_key_is_refused() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let v2 = key.to_pkcs8_pem(Default::default()).unwrap_or_default();
+        assert!(der_of(&v2).len() > 48, "the crate writes v2");
+        assert_eq!(signing_key_from_pem(&v2).map(|k| k.to_bytes()), Ok([9; 32]));
+        let other = SigningKey::from_bytes(&[10; 32]).verifying_key();
+        let mismatched = KeypairBytes {
+            secret_key: [9; 32],
+            public_key: Some(ed25519_dalek::pkcs8::PublicKeyBytes(other.to_bytes())),
+        }
+        .to_pkcs8_pem(Default::default())
+        .unwrap_or_default();
+        assert_eq!(
+            signing_key_from_pem(&mismatched).map(|k| k.to_bytes()),
+            Err(KeyError::InvalidPem)
+        );
     }
 
     #[test]
