@@ -860,7 +860,7 @@ struct RealProxy {
 const SHARED_TOKEN: &str = "ghs_shared_token_for_cli_tests";
 
 fn real_proxy(master_hex: &str) -> RealProxy {
-    use signet_proxy::{Config, GitHubToken, MemoryReplayStore, Server, Upstream};
+    use signet_proxy::{Config, GitHubToken, Server, Upstream};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -876,9 +876,7 @@ fn real_proxy(master_hex: &str) -> RealProxy {
             GitHubToken::new(SHARED_TOKEN).unwrap(),
         );
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        let server = Server::bind(&config, MemoryReplayStore::for_config(&config))
-            .await
-            .unwrap();
+        let server = Server::bind(&config).await.unwrap();
         let addr = server.local_addr().unwrap();
         tokio::spawn(server.run(std::future::pending()));
         (upstream, addr)

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use signet_core::{Binding, BodyDigest, Purpose, RequestParts, SigningKey};
 use signet_proxy::standin::StandIn;
-use signet_proxy::{Config, GitHubToken, MemoryReplayStore, Server, Upstream};
+use signet_proxy::{Config, GitHubToken, Server, Upstream};
 
 const TOKEN: &str = "ghs_bench";
 const TARGET: &str = "/repos/octo-org/hello-world";
@@ -41,9 +41,7 @@ async fn rig() -> Rig {
     );
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.replay_capacity = 10_000_000;
-    let server = Server::bind(&config, MemoryReplayStore::for_config(&config))
-        .await
-        .unwrap();
+    let server = Server::bind(&config).await.unwrap();
     let proxy = server.local_addr().unwrap();
     tokio::spawn(server.run(std::future::pending()));
     let binding = Binding::sign(

@@ -103,6 +103,24 @@ pub struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     pub replay_capacity: usize,
 
+    /// Redis for replay records shared by every replica and kept across restarts
+    /// (redis://[:password@]host[:port][/db], rediss:// for TLS); default: in memory.
+    #[arg(long, env = "SIGNET_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// `REDIS_URL`, used when `--redis-url`/`SIGNET_REDIS_URL` is not set.
+    #[arg(
+        long = "redis-url-from-env",
+        env = "REDIS_URL",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub redis_url_fallback: Option<String>,
+
+    /// Longest wait for one Redis command (connecting included); then the request gets 503.
+    #[arg(long, default_value = "500ms")]
+    pub redis_timeout: String,
+
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, default_value = "30s")]
     pub shutdown_timeout: String,

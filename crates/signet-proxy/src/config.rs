@@ -13,7 +13,7 @@ use http::{HeaderValue, Uri};
 use signet_core::{parse_public_key_hex, Limits, Purpose, VerifyingKey};
 
 use crate::clock::Clock;
-use crate::secret::GitHubToken;
+use crate::secret::{GitHubToken, RedisUrl};
 use crate::Args;
 
 /// Everything the proxy needs to run, already validated.
@@ -59,6 +59,10 @@ pub struct Config {
     pub upstream_ca_file: Option<PathBuf>,
     /// Capacity of the in-memory replay store.
     pub replay_capacity: usize,
+    /// Where replay records are shared by every replica (`None`: in memory).
+    pub redis_url: Option<RedisUrl>,
+    /// Longest wait for one Redis command, connecting included.
+    pub redis_timeout: Duration,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_timeout: Duration,
     /// The source of `now`.
@@ -146,6 +150,9 @@ pub enum ConfigError {
     /// The upstream URL is unusable.
     #[error("invalid --github-api URL {0:?}: {1}")]
     UpstreamUrl(String, String),
+    /// The Redis URL is not `redis://` or `rediss://` (not echoed: it may hold a password).
+    #[error("invalid --redis-url: use redis://[:password@]host[:port][/db] or rediss://… for TLS")]
+    RedisUrl,
     /// A flag has a value that does not parse.
     #[error("invalid --{flag} {value:?}: {why}")]
     Flag {
@@ -194,6 +201,8 @@ impl Config {
             public_url: None,
             upstream_ca_file: None,
             replay_capacity: 1_000_000,
+            redis_url: None,
+            redis_timeout: Duration::from_millis(500),
             shutdown_timeout: Duration::from_secs(30),
             clock: Clock::System,
         }
@@ -294,6 +303,26 @@ impl Config {
             return Err(flag_error("replay-capacity", "0", "must be at least 1"));
         }
         config.replay_capacity = args.replay_capacity;
+        config.redis_url = match args
+            .redis_url
+            .as_deref()
+            .or(args.redis_url_fallback.as_deref())
+        {
+            None => None,
+            Some(url) if url.trim().is_empty() => None,
+            Some(url) => {
+                let url = url.trim();
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(ConfigError::RedisUrl);
+                }
+                Some(RedisUrl::new(url))
+            }
+        };
+        config.redis_timeout = positive(
+            "redis-timeout",
+            &args.redis_timeout,
+            parse_duration("redis-timeout", &args.redis_timeout)?,
+        )?;
         Ok(config)
     }
 }
@@ -468,6 +497,37 @@ mod tests {
         assert_eq!(config.health_path, "/healthz");
         assert_eq!(config.max_connections, 1024);
         assert_eq!(config.body_buffer_budget, 32 << 20);
+    }
+
+    #[test]
+    fn a_redis_url_is_checked_never_echoed_and_redis_url_is_the_fallback() {
+        let base = ["--master-key", KEY, "--github-token", "t"];
+        let with = |extra: &[&str]| Config::from_args(&args(&[&base[..], extra].concat()));
+        let refused = with(&["--redis-url", "http://:pw123@x"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(refused
+            .as_deref()
+            .is_some_and(|e| e.contains("--redis-url") && !e.contains("pw123")));
+        let config = with(&["--redis-url", "redis://:pw123@redis:6379/1"]).ok();
+        let url = config.as_ref().and_then(|c| c.redis_url.as_ref());
+        assert_eq!(
+            url.map(ToString::to_string).as_deref(),
+            Some("redis://redis:6379")
+        );
+        assert!(!format!("{config:?}").contains("pw123"));
+        // `REDIS_URL` arrives through a hidden flag, below `--redis-url`.
+        let fallback = with(&["--redis-url-from-env", "rediss://r"]).ok();
+        assert!(fallback.is_some_and(|c| c.redis_url.is_some()));
+        let both = with(&[
+            "--redis-url",
+            "redis://a",
+            "--redis-url-from-env",
+            "redis://b",
+        ])
+        .ok();
+        let chosen = both.and_then(|c| c.redis_url).map(|u| u.to_string());
+        assert_eq!(chosen.as_deref(), Some("redis://a"));
     }
 
     #[test]

@@ -45,7 +45,6 @@ use tokio::sync::{watch, Notify};
 use tokio::time::{Instant, Sleep};
 
 use crate::pipeline::{Proxy, ResponseBody};
-use crate::replay::ReplayStore;
 
 /// The largest request header section (request line and headers), bytes;
 /// hyper answers 431 beyond it.
@@ -235,9 +234,9 @@ impl ConnState {
 
 /// Serves one connection until it closes, a phase deadline passes, or
 /// `shutdown` fires (then in-flight requests finish and keep-alive ends).
-pub async fn serve<R: ReplayStore>(
+pub async fn serve(
     stream: TcpStream,
-    proxy: Arc<Proxy<R>>,
+    proxy: Arc<Proxy>,
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
 ) {

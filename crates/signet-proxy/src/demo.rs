@@ -17,7 +17,6 @@ use hyper_util::rt::TokioExecutor;
 use signet_core::{public_key_hex, Binding, BodyDigest, Purpose, RequestParts, SigningKey};
 
 use crate::config::{Config, Upstream};
-use crate::replay::MemoryReplayStore;
 use crate::secret::GitHubToken;
 use crate::server::Server;
 use crate::standin::StandIn;
@@ -54,7 +53,7 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
         token,
     );
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = Server::bind(&config, MemoryReplayStore::for_config(&config)).await?;
+    let server = Server::bind(&config).await?;
     let proxy = server.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {

@@ -43,19 +43,20 @@ pub use cli::Args;
 pub use clock::Clock;
 pub use config::{Config, ConfigError, Upstream};
 pub use pipeline::Proxy;
-pub use replay::{MemoryReplayStore, ReplayStore};
+pub use replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 pub use secret::GitHubToken;
+pub use secret::RedisUrl;
 pub use server::{shutdown_signal, Server, StartError};
 
 /// Runs the proxy with a validated configuration until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> Result<(), StartError> {
-    let replay = MemoryReplayStore::for_config(&config);
-    let server = Server::bind(&config, replay).await?;
+    let server = Server::bind(&config).await?;
     let addr = server.local_addr().unwrap_or(config.listen);
     tracing::info!(
         %addr,
         upstream = %config.upstream.base_url(),
         trusted_keys = config.master_keys.len(),
+        replay_store = if config.redis_url.is_some() { "redis" } else { "memory" },
         "signet-proxy listening"
     );
     server.run(shutdown_signal()).await;

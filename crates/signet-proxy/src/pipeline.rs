@@ -31,9 +31,9 @@ pub type ResponseBody = LoggedBody<ProxyBody>;
 /// The proxy's request handler and everything it needs, shared by all
 /// connections.
 #[derive(Debug)]
-pub struct Proxy<R> {
+pub struct Proxy {
     verifier: Verifier,
-    replay: R,
+    replay: ReplayStore,
     policy: Policy,
     forwarder: Forwarder,
     clock: Clock,
@@ -43,9 +43,9 @@ pub struct Proxy<R> {
     read_timeout: Option<Duration>,
 }
 
-impl<R: ReplayStore> Proxy<R> {
+impl Proxy {
     /// Builds the handler from a validated configuration and a replay store.
-    pub fn new(config: &Config, replay: R) -> Result<Self, ForwardSetupError> {
+    pub fn new(config: &Config, replay: ReplayStore) -> Result<Self, ForwardSetupError> {
         Ok(Proxy {
             verifier: Verifier::new(config.master_keys.iter().copied(), config.limits()),
             replay,
@@ -95,9 +95,15 @@ impl<R: ReplayStore> Proxy<R> {
         target::allowed_method(&parts.method)?;
 
         // Health needs no proof; it is answered before any proof work.
+        let head = parts.method == Method::HEAD;
         if health::matches(&parts.method, uri.path(), &self.health_path) {
             log.health();
-            return Ok(health::response(parts.method == Method::HEAD));
+            return Ok(health::response(head));
+        }
+        if health::matches(&parts.method, uri.path(), health::READY_PATH) {
+            log.health();
+            let ready = self.replay.ready().await.is_ok();
+            return Ok(health::readiness(ready, head));
         }
 
         // Steps 1–2: syntax only, no key lookups or crypto yet.

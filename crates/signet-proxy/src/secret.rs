@@ -52,6 +52,44 @@ impl fmt::Display for GitHubToken {
     }
 }
 
+/// A Redis URL, which may carry a password (`redis://:pw@host/0`). Its
+/// `Debug` and `Display` show the scheme and host only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Wraps a URL as given (checked when the store is built).
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisUrl(url.into())
+    }
+
+    /// The whole URL, for the Redis client only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The scheme and `host:port`, never the credentials: everything up to
+    /// the last `@` is user information, even if it holds a raw `/`.
+    fn shown(&self) -> (&str, &str) {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("redis", ""));
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        (scheme, host.split(['/', '?']).next().unwrap_or_default())
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (scheme, host) = self.shown();
+        write!(f, "{scheme}://{host}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +101,17 @@ mod tests {
         let (plain, header) = token.unwrap_or_default();
         assert!(!plain.contains("supersecret"), "{plain}");
         assert!(!header.contains("supersecret"), "{header}");
+    }
+
+    #[test]
+    fn a_redis_password_never_prints() {
+        let url = RedisUrl::new("redis://:hunter2@redis.internal:6380/2");
+        assert_eq!(url.to_string(), "redis://redis.internal:6380");
+        assert_eq!(format!("{url:?}"), "RedisUrl(redis://redis.internal:6380)");
+        let url = RedisUrl::new("rediss://user:p%40ss@10.0.0.1");
+        assert_eq!(url.to_string(), "rediss://10.0.0.1");
+        let url = RedisUrl::new("redis://:raw/slash@host/0");
+        assert_eq!(url.to_string(), "redis://host");
     }
 
     #[test]

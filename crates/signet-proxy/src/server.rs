@@ -23,7 +23,7 @@ use crate::connection::{self, Timeouts};
 use crate::forward::ForwardSetupError;
 use crate::pipeline::Proxy;
 use crate::refusal::Refusal;
-use crate::replay::ReplayStore;
+use crate::replay::{RedisSetupError, ReplayStore};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,22 +40,27 @@ pub enum StartError {
     /// The upstream client could not be built.
     #[error(transparent)]
     Forward(#[from] ForwardSetupError),
+    /// The Redis replay store could not be set up.
+    #[error(transparent)]
+    Redis(#[from] RedisSetupError),
 }
 
 /// A bound, not yet running proxy server.
 #[derive(Debug)]
-pub struct Server<R> {
+pub struct Server {
     listener: TcpListener,
-    proxy: Arc<Proxy<R>>,
+    proxy: Arc<Proxy>,
     timeouts: Timeouts,
     shutdown_timeout: Duration,
     connections: Arc<Semaphore>,
     max_connections: usize,
 }
 
-impl<R: ReplayStore> Server<R> {
-    /// Binds `config.listen` (port 0 picks a free port).
-    pub async fn bind(config: &Config, replay: R) -> Result<Self, StartError> {
+impl Server {
+    /// Binds `config.listen` (port 0 picks a free port), with the replay
+    /// store the configuration asks for.
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let replay = ReplayStore::for_config(config)?;
         let proxy = Arc::new(Proxy::new(config, replay)?);
         let listener =
             TcpListener::bind(config.listen)

@@ -3,6 +3,7 @@
 //! thing a user depends on (spec: `docs/PROTOCOL.md`, Signet-Proof v1).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod replicas;
 mod security;
 mod support;
 
@@ -20,8 +21,8 @@ use signet_proxy::standin::StandIn;
 use signet_proxy::Clock;
 use support::{
     assert_no_token, assert_refusal_headers, assert_refused, assert_refused_with, closed_port,
-    config, random_bytes, send, send_counting, Claims, Env, Reply, Request, RunningProxy, Signer,
-    NOW, TOKEN,
+    config, free_port, random_bytes, send, send_counting, Claims, Env, Reply, Request,
+    RunningProxy, Signer, NOW, TOKEN,
 };
 
 // ===========================================================================
@@ -1369,12 +1370,6 @@ fn wait_exit(mut child: Child, limit: Duration) -> Exited {
     }
 }
 
-/// A port that was free a moment ago (`--port 0` cannot be reported back).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// Polls `/healthz` until the started binary answers (bounded).
 async fn wait_until_healthy(addr: SocketAddr, child: &mut Child) -> Reply {
     for _ in 0..200 {
@@ -1836,12 +1831,7 @@ async fn shutdown_stops_accepting_but_lets_an_in_flight_request_finish() {
     let upstream = StandIn::start(Some(TOKEN)).await.unwrap();
     let signer = Signer::new();
     let config = support::config(&upstream.url(), &signer);
-    let server = signet_proxy::Server::bind(
-        &config,
-        signet_proxy::MemoryReplayStore::for_config(&config),
-    )
-    .await
-    .unwrap();
+    let server = signet_proxy::Server::bind(&config).await.unwrap();
     let addr = server.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {

@@ -11,7 +11,7 @@ use signet_core::{
     Binding, BodyDigest, ErrorCode, ProofHeader, Purpose, RequestParts, SigningKey, VerifyingKey,
 };
 use signet_proxy::standin::StandIn;
-use signet_proxy::{Clock, Config, GitHubToken, MemoryReplayStore, Server, Upstream};
+use signet_proxy::{Clock, Config, GitHubToken, Server, Upstream};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -165,24 +165,19 @@ pub struct RunningProxy {
 impl RunningProxy {
     /// Binds and starts the proxy for `config`.
     pub async fn start(config: &Config) -> RunningProxy {
-        let server = Server::bind(config, MemoryReplayStore::for_config(config))
-            .await
-            .expect("the proxy binds");
+        let server = Server::bind(config).await.expect("the proxy binds");
         Self::run(server)
     }
 
     /// Starts a proxy with an explicitly sized replay store.
     pub async fn start_with_replay_capacity(config: &Config, capacity: usize) -> RunningProxy {
-        let server = Server::bind(
-            config,
-            MemoryReplayStore::new(capacity, config.limits(), config.clock.clone()),
-        )
-        .await
-        .expect("the proxy binds");
+        let mut config = config.clone();
+        config.replay_capacity = capacity;
+        let server = Server::bind(&config).await.expect("the proxy binds");
         Self::run(server)
     }
 
-    fn run(server: Server<MemoryReplayStore>) -> RunningProxy {
+    fn run(server: Server) -> RunningProxy {
         let addr = server.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
@@ -305,6 +300,86 @@ async fn scripted_upstream(response: &'static [u8], hold: Duration) -> SocketAdd
         }
     });
     addr
+}
+
+/// A real `redis-server` on a free loopback port, with nothing persisted;
+/// killed when dropped. The test script installs Debian's `redis-server`.
+#[derive(Debug)]
+pub struct RedisServer {
+    /// Its port.
+    pub port: u16,
+    password: Option<String>,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port.
+    pub async fn start() -> RedisServer {
+        Self::start_on(free_port(), None).await
+    }
+
+    /// Starts one that requires `password`.
+    pub async fn start_with_password(password: &str) -> RedisServer {
+        Self::start_on(free_port(), Some(password.to_owned())).await
+    }
+
+    /// Starts one on `port` (to bring a stopped server back where it was).
+    pub async fn start_on(port: u16, password: Option<String>) -> RedisServer {
+        let mut command = std::process::Command::new("redis-server");
+        command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(password) = &password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs it)");
+        let server = RedisServer {
+            port,
+            password,
+            child: Some(child),
+        };
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not listen on {port}");
+    }
+
+    /// `redis://[:password@]127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Kills it; its records are gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
 }
 
 // ---------------------------------------------------------------------------

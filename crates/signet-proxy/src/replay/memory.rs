@@ -1,49 +1,14 @@
-//! The replay store (spec §5 step 11): every `(ek, n)` is accepted once.
-//!
-//! [`ReplayStore`] is the seam for shared stores (Redis for several replicas);
-//! [`MemoryReplayStore`] serves one process. Whether a proof is still fresh
-//! when it is recorded, and how long its record lives, is decided by
-//! [`VerifiedProof::replay_record`] in `signet-core`, with the store's own
-//! `now`, so no store can open a window between the check and the record.
+//! The in-memory replay store: one process, forgotten on restart.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use signet_core::{Limits, ReplayRecord, ReplayScope, VerifiedProof};
 
+use super::{ReplayError, ReplayKey};
 use crate::clock::Clock;
-
-/// A replay key: the ephemeral public key followed by the nonce.
-pub type ReplayKey = [u8; 48];
-
-/// Why a record could not be written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReplayError {
-    /// The key was recorded before and has not expired: a replay.
-    #[error("(ek, n) was seen before")]
-    Replayed,
-    /// The proof went stale (step 6) between its first check and the moment
-    /// it would have been recorded.
-    #[error("the proof was no longer fresh when its replay record was written")]
-    Stale,
-    /// The store cannot decide (unreachable, full, broken): fail closed.
-    #[error("replay store unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Records each verified proof's replay key at most once, atomically.
-pub trait ReplayStore: Send + Sync + 'static {
-    /// Records `proof` unless its key is already there. The store reads its
-    /// own `now` and lets [`VerifiedProof::replay_record`] decide freshness
-    /// and lifetime; a record is never evicted before it expires, and a store
-    /// that cannot keep that promise returns `Unavailable`.
-    fn record(&self, proof: &VerifiedProof)
-        -> impl Future<Output = Result<(), ReplayError>> + Send;
-}
 
 const SHARDS: usize = 64;
 
@@ -106,7 +71,7 @@ impl MemoryReplayStore {
     }
 
     /// The store a proxy with `config` uses: its capacity, limits and clock.
-    pub fn for_config(config: &crate::Config) -> Self {
+    pub fn for_config(config: &crate::config::Config) -> Self {
         Self::new(
             config.replay_capacity,
             config.limits(),
@@ -132,7 +97,8 @@ impl MemoryReplayStore {
             .map_err(|_| ReplayError::Unavailable("lock poisoned".to_owned()))
     }
 
-    fn record_now(&self, proof: &VerifiedProof) -> Result<(), ReplayError> {
+    /// Records `proof` unless its key is already there (spec §5 step 11).
+    pub fn record(&self, proof: &VerifiedProof) -> Result<(), ReplayError> {
         let key = proof.replay_key();
         let index = (self.shard_hasher.hash_one(key) % SHARDS as u64) as usize;
         let mut shard = self.lock(index)?;
@@ -189,15 +155,6 @@ impl MemoryReplayStore {
                 self.len.fetch_sub(expired, Ordering::Relaxed);
             }
         }
-    }
-}
-
-impl ReplayStore for MemoryReplayStore {
-    fn record(
-        &self,
-        proof: &VerifiedProof,
-    ) -> impl Future<Output = Result<(), ReplayError>> + Send {
-        std::future::ready(self.record_now(proof))
     }
 }
 
@@ -265,14 +222,14 @@ mod tests {
         let proofs = Proofs::new();
         let (store, clock) = store(100);
         let proof = proofs.at(NOW, nonce(1));
-        assert_eq!(store.record_now(&proof), Ok(()));
-        assert_eq!(store.record_now(&proof), Err(ReplayError::Replayed));
+        assert_eq!(store.record(&proof), Ok(()));
+        assert_eq!(store.record(&proof), Err(ReplayError::Replayed));
         // The last second at which the proof is fresh: still a replay.
         clock.set(NOW + 30);
-        assert_eq!(store.record_now(&proof), Err(ReplayError::Replayed));
+        assert_eq!(store.record(&proof), Err(ReplayError::Replayed));
         // Past it, the proof is stale, never accepted again.
         clock.set(NOW + 31);
-        assert_eq!(store.record_now(&proof), Err(ReplayError::Stale));
+        assert_eq!(store.record(&proof), Err(ReplayError::Stale));
     }
 
     #[test]
@@ -282,7 +239,7 @@ mod tests {
         let (store, clock) = store(100);
         clock.set(NOW + 31);
         assert_eq!(
-            store.record_now(&proofs.at(NOW, nonce(1))),
+            store.record(&proofs.at(NOW, nonce(1))),
             Err(ReplayError::Stale)
         );
         assert!(store.is_empty());
@@ -293,20 +250,20 @@ mod tests {
         let proofs = Proofs::new();
         let (store, clock) = store(2);
         let a = proofs.at(NOW, nonce(1));
-        assert_eq!(store.record_now(&a), Ok(()));
-        assert_eq!(store.record_now(&proofs.at(NOW, nonce(2))), Ok(()));
+        assert_eq!(store.record(&a), Ok(()));
+        assert_eq!(store.record(&proofs.at(NOW, nonce(2))), Ok(()));
         assert!(matches!(
-            store.record_now(&proofs.at(NOW, nonce(3))),
+            store.record(&proofs.at(NOW, nonce(3))),
             Err(ReplayError::Unavailable(_))
         ));
         // The live records are still there.
-        assert_eq!(store.record_now(&a), Err(ReplayError::Replayed));
+        assert_eq!(store.record(&a), Err(ReplayError::Replayed));
         // Once they have expired, room is made again, whichever shard they are in.
         clock.set(NOW + 31);
-        assert_eq!(store.record_now(&proofs.at(NOW + 31, nonce(3))), Ok(()));
-        assert_eq!(store.record_now(&proofs.at(NOW + 31, nonce(4))), Ok(()));
+        assert_eq!(store.record(&proofs.at(NOW + 31, nonce(3))), Ok(()));
+        assert_eq!(store.record(&proofs.at(NOW + 31, nonce(4))), Ok(()));
         assert!(matches!(
-            store.record_now(&proofs.at(NOW + 31, nonce(5))),
+            store.record(&proofs.at(NOW + 31, nonce(5))),
             Err(ReplayError::Unavailable(_))
         ));
     }
@@ -318,10 +275,10 @@ mod tests {
         let proofs = Proofs::new();
         let (store, _) = store(200);
         for i in 0..200 {
-            assert_eq!(store.record_now(&proofs.at(NOW, nonce(i))), Ok(()), "{i}");
+            assert_eq!(store.record(&proofs.at(NOW, nonce(i))), Ok(()), "{i}");
         }
         assert!(matches!(
-            store.record_now(&proofs.at(NOW, nonce(5_000))),
+            store.record(&proofs.at(NOW, nonce(5_000))),
             Err(ReplayError::Unavailable(_))
         ));
     }
@@ -331,13 +288,13 @@ mod tests {
         let proofs = Proofs::new();
         let (store, clock) = store(1_000_000);
         for i in 0..300 {
-            assert_eq!(store.record_now(&proofs.at(NOW, nonce(i))), Ok(()));
+            assert_eq!(store.record(&proofs.at(NOW, nonce(i))), Ok(()));
         }
         clock.set(NOW + 100);
         // Every shard that takes a new record drops its expired ones first.
         for i in 0..300 {
             let proof = proofs.at(NOW + 100, nonce(10_000 + i));
-            assert_eq!(store.record_now(&proof), Ok(()));
+            assert_eq!(store.record(&proof), Ok(()));
         }
         assert!(store.len() < 600, "expired records kept: {}", store.len());
     }

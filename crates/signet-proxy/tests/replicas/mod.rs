@@ -1,0 +1,156 @@
+//! Several replicas sharing replay records through a real `redis-server`:
+//! a proof is accepted once across all of them and across restarts, and a
+//! Redis that is down makes the proxy fail closed, then recover by itself.
+
+use std::time::{Duration, Instant};
+
+use signet_core::ErrorCode;
+use signet_proxy::RedisUrl;
+
+use crate::support::{
+    assert_refused, config, send, Env, RedisServer, Reply, Request, RunningProxy,
+};
+
+/// Proxies that share one Redis and one upstream.
+fn with_redis(redis: &RedisServer) -> impl FnOnce(&mut signet_proxy::Config) + '_ {
+    move |config| config.redis_url = Some(RedisUrl::new(redis.url()))
+}
+
+/// Polls `target` on the proxy until it answers `status` (bounded).
+async fn wait_for_status(
+    addr: std::net::SocketAddr,
+    request: impl Fn() -> Request,
+    status: u16,
+) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = send(addr, &request()).await;
+        if reply.status == status || Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_proof_accepted_by_one_replica_is_refused_by_another() {
+    let redis = RedisServer::start().await;
+    let env = Env::start_with(with_redis(&redis)).await;
+    let mut second = config(&env.upstream.url(), &env.signer);
+    with_redis(&redis)(&mut second);
+    let replica = RunningProxy::start(&second).await;
+
+    let body = br#"{"title":"once"}"#;
+    let request = Request::new("POST", "/echo")
+        .proof(env.signer.sign("POST", "/echo", body))
+        .body(body.to_vec());
+    assert_eq!(env.send(&request).await.status, 200);
+    assert_refused(
+        &send(replica.addr, &request).await,
+        ErrorCode::ReplayDetected,
+    );
+    assert_refused(&env.send(&request).await, ErrorCode::ReplayDetected);
+    assert_eq!(env.upstream.requests().len(), 1, "forwarded exactly once");
+}
+
+#[tokio::test]
+async fn a_proof_accepted_before_a_restart_is_refused_after_it() {
+    let redis = RedisServer::start().await;
+    let env = Env::start_with(with_redis(&redis)).await;
+    let request = Request::get("/user").proof(env.signer.sign("GET", "/user", b""));
+    assert_eq!(env.send(&request).await.status, 200);
+
+    let mut restarted = config(&env.upstream.url(), &env.signer);
+    with_redis(&redis)(&mut restarted);
+    let Env { proxy, .. } = env;
+    drop(proxy);
+    let proxy = RunningProxy::start(&restarted).await;
+    assert_refused(&send(proxy.addr, &request).await, ErrorCode::ReplayDetected);
+}
+
+#[tokio::test]
+async fn records_outlive_the_skew_on_every_replica_clock() {
+    // Amendment 1: a shared store keeps a record until ts + 2 × clock_skew,
+    // so a replica whose clock is up to the skew behind still refuses it.
+    let redis = RedisServer::start().await;
+    let env = Env::start_with(with_redis(&redis)).await;
+    let proof = env
+        .signer
+        .sign_with(Default::default(), "GET", "/user", b"");
+    let request = Request::get("/user").proof(&proof);
+    assert_eq!(env.send(&request).await.status, 200);
+
+    let mut key = b"signet:replay:".to_vec();
+    key.extend_from_slice(&proof.ek);
+    key.extend_from_slice(&proof.n);
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .expect("PTTL");
+    // ts = now = NOW: kept until the end of second NOW + 60.
+    assert!((59_000..=61_000).contains(&ttl_ms), "{ttl_ms} ms");
+}
+
+#[tokio::test]
+async fn with_redis_down_requests_fail_closed_and_serving_resumes_when_it_is_back() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let env = Env::start_with(with_redis(&redis)).await;
+    let signed = || Request::get("/user").proof(env.signer.sign("GET", "/user", b""));
+    assert_eq!(env.send(&signed()).await.status, 200);
+    assert_eq!(env.send(&Request::get("/readyz")).await.status, 200);
+
+    redis.stop();
+    let refused = env.send(&signed()).await;
+    assert_refused(&refused, ErrorCode::ReplayStoreUnavailable);
+    assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
+    for _ in 0..5 {
+        assert_refused(
+            &env.send(&signed()).await,
+            ErrorCode::ReplayStoreUnavailable,
+        );
+    }
+    assert_eq!(
+        env.upstream.requests().len(),
+        1,
+        "nothing forwarded while down"
+    );
+    let not_ready = wait_for_status(env.proxy.addr, || Request::get("/readyz"), 503).await;
+    assert_eq!(not_ready.status, 503, "{}", not_ready.text());
+    assert_eq!(
+        env.send(&Request::get("/healthz")).await.status,
+        200,
+        "still alive"
+    );
+
+    let _back = RedisServer::start_on(port, None).await;
+    let reply = wait_for_status(env.proxy.addr, signed, 200).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let ready = wait_for_status(env.proxy.addr, || Request::get("/readyz"), 200).await;
+    assert_eq!(ready.status, 200);
+}
+
+#[tokio::test]
+async fn a_password_in_the_redis_url_is_used_and_a_wrong_one_fails_closed() {
+    let redis = RedisServer::start_with_password("s3cret-pw").await;
+    let env = Env::start_with(with_redis(&redis)).await;
+    let signed = || Request::get("/user").proof(env.signer.sign("GET", "/user", b""));
+    assert_eq!(env.send(&signed()).await.status, 200);
+
+    let mut wrong = config(&env.upstream.url(), &env.signer);
+    wrong.redis_url = Some(RedisUrl::new(format!(
+        "redis://:wrong@127.0.0.1:{}",
+        redis.port
+    )));
+    let proxy = RunningProxy::start(&wrong).await;
+    let reply = send(proxy.addr, &signed()).await;
+    assert_refused(&reply, ErrorCode::ReplayStoreUnavailable);
+    assert!(!reply.text().contains("wrong"));
+    assert_eq!(env.upstream.requests().len(), 1);
+}
