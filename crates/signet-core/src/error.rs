@@ -30,6 +30,9 @@ pub enum ErrorCode {
     InvalidSignature,
     /// §5 step 10: the purpose is not allowed for this key.
     PurposeMismatch,
+    /// §5 step 10: no `allow` rule of the client covers the method and path
+    /// (product code).
+    ForbiddenByPolicy,
     /// §5 step 11: `(ek, n)` was seen before.
     ReplayDetected,
     /// §5: the replay store cannot be reached or is full (fail closed).
@@ -68,6 +71,7 @@ impl ErrorCode {
             Self::RequestTooLarge => "REQUEST_TOO_LARGE",
             Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::PurposeMismatch => "PURPOSE_MISMATCH",
+            Self::ForbiddenByPolicy => "FORBIDDEN_BY_POLICY",
             Self::ReplayDetected => "REPLAY_DETECTED",
             Self::ReplayStoreUnavailable => "REPLAY_STORE_UNAVAILABLE",
             Self::InvalidRequestTarget => "INVALID_REQUEST_TARGET",
@@ -92,7 +96,7 @@ impl ErrorCode {
             | Self::ClockSkew
             | Self::InvalidSignature
             | Self::ReplayDetected => 401,
-            Self::PurposeMismatch => 403,
+            Self::PurposeMismatch | Self::ForbiddenByPolicy => 403,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::RequestTooLarge => 413,
@@ -118,6 +122,7 @@ impl ErrorCode {
             Self::RequestTooLarge => "The request body is larger than this proxy allows.",
             Self::InvalidSignature => "A Signet-Proof signature does not verify.",
             Self::PurposeMismatch => "The proof's purpose is not allowed here.",
+            Self::ForbiddenByPolicy => "No rule of this client allows this request.",
             Self::ReplayDetected => "This request has already been processed.",
             Self::ReplayStoreUnavailable => {
                 "The replay store is unavailable; the request was not forwarded."

@@ -95,6 +95,23 @@ impl Verifier {
         now: u64,
     ) -> Result<CheckedProof<'a>, VerifyError> {
         let master = self.trusted.get(&proof.mk).ok_or(VerifyError::UnknownKey)?;
+        self.check_key(master, proof, now)
+    }
+
+    /// Steps 4–6 for a proof whose `mk` the caller has already found trusted
+    /// (step 3) in a key set of its own — one it can swap at runtime, with
+    /// revocations applied. `master` must be the key `proof.mk` names; the
+    /// binding cache is only consulted after this, so a key the caller no
+    /// longer trusts never reaches a cached binding.
+    pub fn check_key<'a>(
+        &'a self,
+        master: &'a VerifyingKey,
+        proof: &'a ProofHeader,
+        now: u64,
+    ) -> Result<CheckedProof<'a>, VerifyError> {
+        if master.as_bytes() != &proof.mk {
+            return Err(VerifyError::UnknownKey);
+        }
         if now > proof.exp {
             return Err(VerifyError::BindingExpired);
         }
@@ -497,6 +514,23 @@ mod tests {
         let huge = verified_at(u64::MAX - 10);
         let record = huge.replay_record(Limits::default(), u64::MAX - 10, ReplayScope::Shared);
         assert_eq!(record.map(|r| r.keep_until), Ok(u64::MAX));
+    }
+
+    #[test]
+    fn a_key_found_elsewhere_must_be_the_one_the_proof_names() {
+        let (v, p) = proof_at(1000, 1500);
+        let stranger = SigningKey::from_bytes(&[9; 32]).verifying_key();
+        assert_eq!(
+            v.check_key(&stranger, &p, 1000).map(|_| ()),
+            Err(VerifyError::UnknownKey)
+        );
+        let master = SigningKey::from_bytes(&[1; 32]).verifying_key();
+        assert!(v.check_key(&master, &p, 1000).is_ok());
+        let empty = Verifier::new([], Limits::default());
+        assert!(
+            empty.check_key(&master, &p, 1000).is_ok(),
+            "no built-in keys needed"
+        );
     }
 
     #[test]

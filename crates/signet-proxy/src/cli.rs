@@ -17,15 +17,21 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// Port to listen on.
-    #[arg(long, env = "SIGNET_PROXY_PORT", default_value_t = 8080)]
+    #[arg(global = true, long, env = "SIGNET_PROXY_PORT", default_value_t = 8080)]
     pub port: u16,
 
     /// Address to listen on.
-    #[arg(long, env = "SIGNET_PROXY_LISTEN", default_value = "0.0.0.0")]
+    #[arg(
+        global = true,
+        long,
+        env = "SIGNET_PROXY_LISTEN",
+        default_value = "0.0.0.0"
+    )]
     pub listen: String,
 
     /// GitHub API base URL; may carry a path prefix (GitHub Enterprise: https://ghe.example.com/api/v3).
     #[arg(
+        global = true,
         long,
         env = "SIGNET_GITHUB_API",
         default_value = "https://api.github.com"
@@ -33,83 +39,94 @@ pub struct Args {
     pub github_api: String,
 
     /// Trusted master public key(s): 64 hex characters each, comma-separated.
-    #[arg(long, env = "SIGNET_MASTER_PUBLIC_KEY", hide_env_values = true)]
+    #[arg(
+        global = true,
+        long,
+        env = "SIGNET_MASTER_PUBLIC_KEY",
+        hide_env_values = true
+    )]
     pub master_key: Option<String>,
 
+    /// Trusted-keys file (TOML): one named client per master key, with its purposes and
+    /// allowed methods and paths; reloaded on SIGHUP and when it changes.
+    #[arg(global = true, long, env = "SIGNET_KEYS_FILE")]
+    pub keys_file: Option<std::path::PathBuf>,
+
     /// The shared GitHub token injected into forwarded requests.
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    #[arg(global = true, long, env = "GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<String>,
 
     /// Log level: debug, info, warn, error.
-    #[arg(long, env = "SIGNET_LOG_LEVEL", default_value = "info")]
+    #[arg(global = true, long, env = "SIGNET_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
     /// Health check endpoint (GET or HEAD, no proof needed).
-    #[arg(long, default_value = "/healthz")]
+    #[arg(global = true, long, default_value = "/healthz")]
     pub health_path: String,
 
     /// A request's headers must be complete this long after its first byte; its body gets as long again (0 = no limit).
-    #[arg(long, default_value = "30s")]
+    #[arg(global = true, long, default_value = "30s")]
     pub read_timeout: String,
 
     /// Longest a write to a client may stall before the connection is dropped (0 = none).
-    #[arg(long, default_value = "30s")]
+    #[arg(global = true, long, default_value = "30s")]
     pub write_timeout: String,
 
     /// A keep-alive connection waiting this long for its next request is closed (0 = never).
-    #[arg(long, default_value = "120s")]
+    #[arg(global = true, long, default_value = "120s")]
     pub idle_timeout: String,
 
     /// Largest allowed |ts - now| of a proof.
-    #[arg(long, default_value = "30s")]
+    #[arg(global = true, long, default_value = "30s")]
     pub clock_skew: String,
 
     /// Largest allowed remaining lifetime (exp - now) of a binding.
-    #[arg(long, default_value = "15m")]
+    #[arg(global = true, long, default_value = "15m")]
     pub max_binding_ttl: String,
 
     /// Largest request body, in bytes or with a KiB/MiB/GiB suffix.
-    #[arg(long, default_value = "1MiB")]
+    #[arg(global = true, long, default_value = "1MiB")]
     pub max_body_size: String,
 
     /// Most request-body bytes held in memory at once, over all requests (bodies are read
     /// before signatures can be checked); beyond it requests get 503 BODY_BUDGET_EXHAUSTED.
-    #[arg(long, default_value = "32MiB")]
+    #[arg(global = true, long, default_value = "32MiB")]
     pub body_buffer_budget: String,
 
     /// Most client connections served at once; more are refused with 503 TOO_MANY_CONNECTIONS.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(global = true, long, default_value_t = 1024)]
     pub max_connections: usize,
 
     /// Longest wait for the upstream's response headers (then 504), and longest an upstream
     /// response body may make no progress (then the response is cut short).
-    #[arg(long, default_value = "30s")]
+    #[arg(global = true, long, default_value = "30s")]
     pub upstream_timeout: String,
 
     /// Only accept proofs bound to one of these purposes (comma-separated; default: any).
-    #[arg(long, env = "SIGNET_ALLOWED_PURPOSES")]
+    #[arg(global = true, long, env = "SIGNET_ALLOWED_PURPOSES")]
     pub allowed_purposes: Option<String>,
 
     /// The proxy's URL as clients reach it (e.g. https://signet.internal); when set,
     /// upstream URLs in Link and Location headers are rewritten to it, so pagination stays on the proxy.
-    #[arg(long, env = "SIGNET_PUBLIC_URL")]
+    #[arg(global = true, long, env = "SIGNET_PUBLIC_URL")]
     pub public_url: Option<String>,
 
     /// Extra CA certificates (PEM) to trust for the upstream, besides the public web roots.
-    #[arg(long, env = "SIGNET_UPSTREAM_CA_FILE")]
+    #[arg(global = true, long, env = "SIGNET_UPSTREAM_CA_FILE")]
     pub upstream_ca_file: Option<std::path::PathBuf>,
 
     /// Most (ek, nonce) records the in-memory replay store holds; when full, requests are refused (503).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(global = true, long, default_value_t = 1_000_000)]
     pub replay_capacity: usize,
 
     /// Redis for replay records shared by every replica and kept across restarts
     /// (redis://[:password@]host[:port][/db], rediss:// for TLS); default: in memory.
-    #[arg(long, env = "SIGNET_REDIS_URL", hide_env_values = true)]
+    #[arg(global = true, long, env = "SIGNET_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// `REDIS_URL`, used when `--redis-url`/`SIGNET_REDIS_URL` is not set.
     #[arg(
+        global = true,
         long = "redis-url-from-env",
         env = "REDIS_URL",
         hide = true,
@@ -118,11 +135,11 @@ pub struct Args {
     pub redis_url_fallback: Option<String>,
 
     /// Longest wait for one Redis command (connecting included); then the request gets 503.
-    #[arg(long, default_value = "500ms")]
+    #[arg(global = true, long, default_value = "500ms")]
     pub redis_timeout: String,
 
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
-    #[arg(long, default_value = "30s")]
+    #[arg(global = true, long, default_value = "30s")]
     pub shutdown_timeout: String,
 }
 
@@ -133,4 +150,7 @@ pub enum Command {
     /// stand-in, with a throwaway key: a signed request, a replay, an unsigned
     /// request. Exits 0 when each behaves as the spec says.
     Demo,
+    /// Validate the flags, environment and keys file as serving would, without
+    /// binding a port; print what is wrong and exit 1, or a summary and exit 0.
+    CheckConfig,
 }

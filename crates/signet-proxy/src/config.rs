@@ -23,8 +23,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where every verified request goes.
     pub upstream: Upstream,
-    /// Trusted master public keys (at least one).
+    /// Trusted master public keys from `--master-key` (may be empty with a keys file).
     pub master_keys: Vec<VerifyingKey>,
+    /// The trusted-keys file: one named client per key, with its policy.
+    pub keys_file: Option<PathBuf>,
     /// The shared GitHub token.
     pub github_token: GitHubToken,
     /// Log level filter.
@@ -136,7 +138,9 @@ impl Upstream {
 #[non_exhaustive]
 pub enum ConfigError {
     /// No master key was given.
-    #[error("master public key required: set --master-key or SIGNET_MASTER_PUBLIC_KEY")]
+    #[error(
+        "master public key required: set --master-key or SIGNET_MASTER_PUBLIC_KEY, or --keys-file"
+    )]
     MasterKeyMissing,
     /// A master key is not valid hex, not 32 bytes, or not a point.
     #[error("{0}")]
@@ -185,6 +189,7 @@ impl Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             upstream,
             master_keys,
+            keys_file: None,
             github_token,
             log_level: tracing::Level::INFO,
             health_path: "/healthz".to_owned(),
@@ -214,12 +219,18 @@ impl Config {
             .master_key
             .as_deref()
             .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or(ConfigError::MasterKeyMissing)?;
+            .filter(|k| !k.is_empty());
+        if keys.is_none() && args.keys_file.is_none() {
+            return Err(ConfigError::MasterKeyMissing);
+        }
         let master_keys = keys
-            .split(',')
-            .map(|k| parse_public_key_hex(k.trim()))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|keys| {
+                keys.split(',')
+                    .map(|k| parse_public_key_hex(k.trim()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
         let token = args
             .github_token
             .as_deref()
@@ -230,6 +241,7 @@ impl Config {
         let upstream = Upstream::parse(&args.github_api)?;
 
         let mut config = Config::new(upstream, master_keys, github_token);
+        config.keys_file = args.keys_file.clone();
         config.listen = listen_addr(&args.listen, args.port)?;
         config.log_level = args.log_level.parse().map_err(|_| {
             flag_error(
@@ -427,7 +439,7 @@ mod tests {
         // These run without touching the process environment: the flags are given.
         assert_eq!(
             error(&["--github-token", "t", "--master-key", ""]),
-            "master public key required: set --master-key or SIGNET_MASTER_PUBLIC_KEY"
+            "master public key required: set --master-key or SIGNET_MASTER_PUBLIC_KEY, or --keys-file"
         );
         assert_eq!(
             error(&["--github-token", "t", "--master-key", "a1b2c3"]),

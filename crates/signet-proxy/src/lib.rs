@@ -22,6 +22,7 @@
 
 pub mod body;
 pub mod cli;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -48,6 +49,21 @@ pub use secret::GitHubToken;
 pub use secret::RedisUrl;
 pub use server::{shutdown_signal, Server, StartError};
 
+/// Everything serving would check before it binds a port — keys file,
+/// upstream TLS setup, Redis URL — without binding one (`check-config`).
+/// Returns a one-line summary.
+pub async fn check_config(config: &Config) -> Result<String, StartError> {
+    let clients = clients::Clients::load(config.master_keys.clone(), config.keys_file.clone())?;
+    forward::Forwarder::new(config)?;
+    let replay = ReplayStore::for_config(config)?;
+    Ok(format!(
+        "{} trusted client(s), upstream {}, replay store {}",
+        clients.current().len(),
+        config.upstream.base_url(),
+        replay.kind()
+    ))
+}
+
 /// Runs the proxy with a validated configuration until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let server = Server::bind(&config).await?;
@@ -55,7 +71,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(
         %addr,
         upstream = %config.upstream.base_url(),
-        trusted_keys = config.master_keys.len(),
+        master_keys = config.master_keys.len(),
+        keys_file = config.keys_file.as_ref().map(|p| p.display().to_string()),
         replay_store = if config.redis_url.is_some() { "redis" } else { "memory" },
         "signet-proxy listening"
     );

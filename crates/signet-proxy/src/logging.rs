@@ -30,6 +30,7 @@ use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::{MakeWriter, SubscriberBuilder};
 
+use crate::clients::Client;
 use crate::refusal::Refusal;
 
 /// Bytes of log lines that may wait for stdout. Memory stays bounded however
@@ -388,6 +389,8 @@ pub struct RequestLog {
     method: Method,
     path: String,
     key: Key,
+    /// The verified client's name (keys file, or `key:<id>`).
+    client: Option<Arc<Client>>,
     outcome: Outcome,
 }
 
@@ -426,6 +429,7 @@ impl RequestLog {
             method: method.clone(),
             path: capped(uri.path(), MAX_PATH_BYTES),
             key: Key::Unknown,
+            client: None,
             outcome: Outcome::Forwarded,
         }
     }
@@ -443,6 +447,11 @@ impl RequestLog {
     /// §5 steps 8–9). Logged as `key_id`.
     pub fn verified_key(&mut self, mk: &[u8; 32]) {
         self.key = Key::Verified(signet_core::key_id(mk));
+    }
+
+    /// The verified client, named in the record as `client`.
+    pub fn client(&mut self, client: &Arc<Client>) {
+        self.client = Some(Arc::clone(client));
     }
 
     /// The request was a health check (logged at debug level: probes are
@@ -490,6 +499,7 @@ impl RequestLog {
         };
         let method = self.method.as_str();
         let path = self.path.as_str();
+        let client = self.client.as_deref().map(|c| c.name.as_str());
         let status = status.as_u16();
         let latency_ms = millis(head_latency);
         let duration_ms = body.map(|end| millis(head_latency.saturating_add(end.duration)));
@@ -504,6 +514,7 @@ impl RequestLog {
                     method,
                     path,
                     status,
+                    client,
                     key_id,
                     claimed_key_id,
                     latency_ms,

@@ -35,6 +35,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::CheckConfig) = args.command {
+        return match runtime.block_on(signet_proxy::check_config(&config)) {
+            Ok(summary) => {
+                println!("signet-proxy: configuration OK: {summary}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("signet-proxy: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let _log_flush = logging::init(config.log_level);
     let outcome = runtime.block_on(signet_proxy::run(config));
     // Let connection tasks that outlived the shutdown timeout go before the

@@ -6,14 +6,18 @@
 //!   → signatures → policy → replay → rewrite + forward → stream back → log
 //! ```
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{Entry, AUTHORIZATION};
 use http::{HeaderMap, HeaderName, Method, Request, Response};
 use hyper::body::Incoming;
-use signet_core::{BodyDigest, ErrorCode, ProofHeader, RequestParts, Verifier, HEADER_NAME};
+use signet_core::{
+    BodyDigest, ErrorCode, ProofHeader, RequestParts, Verifier, VerifyError, HEADER_NAME,
+};
 
 use crate::body::{self, BodyBudget, ProxyBody};
+use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::forward::{ForwardSetupError, Forwarder};
@@ -32,6 +36,7 @@ pub type ResponseBody = LoggedBody<ProxyBody>;
 /// connections.
 #[derive(Debug)]
 pub struct Proxy {
+    clients: Arc<Clients>,
     verifier: Verifier,
     replay: ReplayStore,
     policy: Policy,
@@ -44,10 +49,18 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Builds the handler from a validated configuration and a replay store.
-    pub fn new(config: &Config, replay: ReplayStore) -> Result<Self, ForwardSetupError> {
+    /// Builds the handler from a validated configuration, the trusted
+    /// clients and a replay store.
+    pub fn new(
+        config: &Config,
+        clients: Arc<Clients>,
+        replay: ReplayStore,
+    ) -> Result<Self, ForwardSetupError> {
         Ok(Proxy {
-            verifier: Verifier::new(config.master_keys.iter().copied(), config.limits()),
+            clients,
+            // The trusted keys live in `clients`, swappable at reload; the
+            // verifier keeps only the limits and the binding cache.
+            verifier: Verifier::new([], config.limits()),
             replay,
             policy: Policy::new(config.allowed_purposes.clone()),
             forwarder: Forwarder::new(config)?,
@@ -111,7 +124,13 @@ impl Proxy {
 
         // Steps 3–6: table lookup and integer compares, before reading a
         // body or checking a signature.
-        let checked = self.verifier.check(&proof, self.clock.now())?;
+        let client = match self.clients.current().get(&proof.mk) {
+            Some(client) => Arc::clone(client),
+            None => return Err(VerifyError::UnknownKey.into()),
+        };
+        let checked = self
+            .verifier
+            .check_key(&client.key, &proof, self.clock.now())?;
         // Only claimed: nothing has been verified yet.
         log.claimed_key(&proof.mk);
 
@@ -133,10 +152,12 @@ impl Proxy {
             body_digest: BodyDigest::of(&body.bytes),
         })?;
         log.verified_key(verified.master_key());
+        log.client(&client);
 
         // Step 10: policy only after the signatures, so unauthenticated
         // callers learn nothing about it.
-        self.policy.check(&verified)?;
+        self.policy
+            .check(&client, &verified, parts.method.as_str(), target)?;
 
         // Step 11: the replay record is written last, so only verified,
         // authorised requests can take room in the store; the store checks

@@ -3,6 +3,8 @@
 //! Every stage of the pipeline fails with a [`Refusal`]: the spec code, the
 //! message the client may see, and a detail that only goes to the log.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
@@ -18,7 +20,7 @@ pub struct Refusal {
     /// The spec code.
     pub code: ErrorCode,
     /// The message sent to the client: generic, never a secret.
-    pub message: &'static str,
+    pub message: Cow<'static, str>,
     /// What exactly went wrong, for the log only.
     pub detail: Option<String>,
 }
@@ -28,14 +30,21 @@ impl Refusal {
     pub fn new(code: ErrorCode) -> Self {
         Refusal {
             code,
-            message: code.message(),
+            message: Cow::Borrowed(code.message()),
             detail: None,
         }
     }
 
     /// Replaces the client message with a more precise one (still generic).
     pub fn with_message(mut self, message: &'static str) -> Self {
-        self.message = message;
+        self.message = Cow::Borrowed(message);
+        self
+    }
+
+    /// A message built for this request: only for an authenticated client,
+    /// about its own request (never a secret, never another client's policy).
+    pub fn with_owned_message(mut self, message: String) -> Self {
+        self.message = Cow::Owned(message);
         self
     }
 
@@ -94,7 +103,7 @@ impl From<ParseError> for Refusal {
     fn from(error: ParseError) -> Self {
         Refusal {
             code: ErrorCode::InvalidProof,
-            message: error.client_message(),
+            message: Cow::Borrowed(error.client_message()),
             detail: Some(error.to_string()),
         }
     }

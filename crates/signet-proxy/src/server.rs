@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
+use crate::clients::{Clients, KeysFileError};
 use crate::config::Config;
 use crate::connection::{self, Timeouts};
 use crate::forward::ForwardSetupError;
@@ -43,6 +44,9 @@ pub enum StartError {
     /// The Redis replay store could not be set up.
     #[error(transparent)]
     Redis(#[from] RedisSetupError),
+    /// The keys file could not be read or is invalid.
+    #[error(transparent)]
+    Keys(#[from] KeysFileError),
 }
 
 /// A bound, not yet running proxy server.
@@ -50,6 +54,7 @@ pub enum StartError {
 pub struct Server {
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    clients: Arc<Clients>,
     timeouts: Timeouts,
     shutdown_timeout: Duration,
     connections: Arc<Semaphore>,
@@ -60,8 +65,12 @@ impl Server {
     /// Binds `config.listen` (port 0 picks a free port), with the replay
     /// store the configuration asks for.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let clients = Arc::new(Clients::load(
+            config.master_keys.clone(),
+            config.keys_file.clone(),
+        )?);
         let replay = ReplayStore::for_config(config)?;
-        let proxy = Arc::new(Proxy::new(config, replay)?);
+        let proxy = Arc::new(Proxy::new(config, Arc::clone(&clients), replay)?);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -72,6 +81,7 @@ impl Server {
         Ok(Server {
             listener,
             proxy,
+            clients,
             timeouts: Timeouts {
                 read: config.read_timeout,
                 write: config.write_timeout,
@@ -98,6 +108,8 @@ impl Server {
         // connections are done.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let mut refused = RefusedConnections::new();
+        // Stops with the server, however the server's future ends.
+        let _reloads = AbortOnDrop(tokio::spawn(watch_keys_file(Arc::clone(&self.clients))));
         let busy = busy_response();
         tokio::pin!(shutdown);
         loop {
@@ -139,6 +151,52 @@ impl Server {
             .is_err()
         {
             tracing::warn!("shutdown timeout passed with requests still in flight");
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reloads the keys file on SIGHUP and when it changes on disk (checked
+/// every 2 s). A file that fails is logged and the set in force stays.
+async fn watch_keys_file(clients: Arc<Clients>) {
+    if clients.keys_file().is_none() {
+        return;
+    }
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(hangup) => hangup.recv().await.is_some(),
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<bool>();
+        let why = tokio::select! {
+            _ = signalled => "SIGHUP",
+            () = tokio::time::sleep(Duration::from_secs(2)) => {
+                if !clients.file_changed() {
+                    continue;
+                }
+                "the file changed"
+            }
+        };
+        match clients.reload() {
+            Ok(count) => tracing::info!(clients = count, trigger = why, "keys file reloaded"),
+            Err(error) => tracing::error!(
+                %error,
+                trigger = why,
+                "keys file refused; the previous keys stay in force"
+            ),
         }
     }
 }

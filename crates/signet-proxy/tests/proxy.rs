@@ -3,6 +3,7 @@
 //! thing a user depends on (spec: `docs/PROTOCOL.md`, Signet-Proof v1).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod clients;
 mod replicas;
 mod security;
 mod support;
@@ -1413,7 +1414,7 @@ fn startup_error(args: &[&str], env: &[(&str, &str)]) -> String {
 fn the_binary_explains_startup_errors_and_exits_non_zero() {
     assert_eq!(
         startup_error(&["--github-token", "t"], &[]),
-        "signet-proxy: master public key required: set --master-key or SIGNET_MASTER_PUBLIC_KEY"
+        "signet-proxy: master public key required: set --master-key or SIGNET_MASTER_PUBLIC_KEY, or --keys-file"
     );
     assert_eq!(
         startup_error(&["--github-token", "t", "--master-key", "a1b2c3"], &[]),
@@ -1574,6 +1575,7 @@ async fn the_binary_forwards_logs_one_json_line_per_request_and_stops_on_sigterm
     assert_eq!(per_request[0]["path"], "/user");
     assert_eq!(per_request[0]["status"], 200);
     assert_eq!(per_request[0]["key_id"], key_id.as_str());
+    assert_eq!(per_request[0]["client"], format!("key:{key_id}").as_str());
     assert_eq!(per_request[0]["message"], "request forwarded");
     assert_eq!(per_request[0]["completed"], true);
     assert_eq!(
@@ -1583,6 +1585,7 @@ async fn the_binary_forwards_logs_one_json_line_per_request_and_stops_on_sigterm
     // Attributed only after verification; before, the key is merely claimed.
     assert!(per_request[1].get("key_id").is_none());
     assert!(per_request[2].get("key_id").is_none());
+    assert!(per_request[2].get("client").is_none(), "a forger is nobody's client");
     assert_eq!(per_request[2]["claimed_key_id"], key_id.as_str());
     assert_eq!(per_request[2]["code"], "INVALID_SIGNATURE");
     assert_eq!(per_request[3]["message"], "response cut short");

@@ -1,0 +1,320 @@
+//! Who may use the proxy: one [`Client`] per trusted master key, with its
+//! name and policy, from `--master-key` and the keys file (`--keys-file`).
+//!
+//! The whole set is swapped atomically when the file is reloaded (SIGHUP, or
+//! the file changed on disk): a request sees either the old set or the new
+//! one, never a mix. A file that does not parse or validate is refused with
+//! a log line and the set in force stays — never fail open, never crash.
+//!
+//! ```toml
+//! [[client]]
+//! name = "release-bot"
+//! key = "<64 hex master public key>"
+//! purposes = ["github-api"]                  # optional: allowed binding purposes
+//! allow = ["GET /repos/acme/**", "POST /repos/acme/*/issues"]   # optional
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use signet_core::{key_id, parse_public_key_hex, Purpose, VerifyingKey};
+
+use crate::policy::Rule;
+
+/// One trusted master key and what it may do.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The name in logs and metrics: from the keys file, or `key:<key id>`
+    /// for a `--master-key`.
+    pub name: String,
+    /// The master public key.
+    pub key: VerifyingKey,
+    /// Binding purposes this client may use (`None`: any).
+    pub purposes: Option<Vec<Purpose>>,
+    /// Methods and paths this client may call (`None`: any).
+    pub allow: Option<Vec<Rule>>,
+}
+
+/// Every trusted client, by master public key.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    by_key: HashMap<[u8; 32], Arc<Client>>,
+}
+
+impl KeySet {
+    /// The client whose master key is `mk`, if trusted (spec §5 step 3).
+    pub fn get(&self, mk: &[u8; 32]) -> Option<&Arc<Client>> {
+        self.by_key.get(mk)
+    }
+
+    /// How many clients are trusted.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether no client is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Builds the set from the `--master-key` keys and a keys file's text;
+    /// `origin` names the file in errors.
+    pub fn build(
+        master_keys: &[VerifyingKey],
+        keys_file: Option<(&str, &Path)>,
+    ) -> Result<Self, KeysFileError> {
+        let mut by_key = HashMap::new();
+        for key in master_keys {
+            let client = Client {
+                name: format!("key:{}", key_id(key.as_bytes())),
+                key: *key,
+                purposes: None,
+                allow: None,
+            };
+            by_key.insert(key.to_bytes(), Arc::new(client));
+        }
+        if let Some((text, path)) = keys_file {
+            let error = |why: String| KeysFileError {
+                path: path.to_owned(),
+                why,
+            };
+            let file: KeysFile = toml::from_str(text).map_err(|e| error(e.to_string()))?;
+            let mut names = HashSet::new();
+            for entry in file.client {
+                let client = entry.validate().map_err(error)?;
+                if !names.insert(client.name.clone()) {
+                    return Err(error(format!(
+                        "client name {:?} appears twice",
+                        client.name
+                    )));
+                }
+                let bytes = client.key.to_bytes();
+                if by_key.contains_key(&bytes) {
+                    return Err(error(format!(
+                        "client {:?}: its key is already trusted (another client or --master-key)",
+                        client.name
+                    )));
+                }
+                by_key.insert(bytes, Arc::new(client));
+            }
+        }
+        Ok(KeySet { by_key })
+    }
+}
+
+/// Why the keys file was refused; the message names the file and the
+/// client or field at fault, never a secret (public keys only).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("keys file {}: {why}", path.display())]
+pub struct KeysFileError {
+    path: PathBuf,
+    why: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    #[serde(default)]
+    client: Vec<ClientEntry>,
+}
+
+/// One `[[client]]` as written. Unknown fields are refused: a misspelt
+/// `allow` must not silently allow everything.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientEntry {
+    name: String,
+    key: String,
+    purposes: Option<Vec<String>>,
+    allow: Option<Vec<String>>,
+}
+
+impl ClientEntry {
+    fn validate(self) -> Result<Client, String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !name_ok {
+            return Err(format!(
+                "client name {:?}: use 1-64 of A-Z a-z 0-9 - _ .",
+                self.name
+            ));
+        }
+        let at = |why: String| format!("client {:?}: {why}", self.name);
+        let key = parse_public_key_hex(&self.key).map_err(|e| at(e.to_string()))?;
+        let purposes = self
+            .purposes
+            .map(|list| {
+                list.iter()
+                    .map(|p| Purpose::new(p).map_err(|_| at(format!("invalid purpose {p:?}"))))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let allow = self
+            .allow
+            .map(|list| {
+                list.iter()
+                    .map(|r| Rule::parse(r).map_err(|e| at(e.to_string())))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok(Client {
+            name: self.name,
+            key,
+            purposes,
+            allow,
+        })
+    }
+}
+
+/// The key set in force, and where it comes from, so it can be reloaded.
+#[derive(Debug)]
+pub struct Clients {
+    current: ArcSwap<KeySet>,
+    master_keys: Vec<VerifyingKey>,
+    keys_file: Option<PathBuf>,
+    /// The keys file's modification time when last read, to notice changes.
+    loaded_mtime: std::sync::Mutex<Option<SystemTime>>,
+}
+
+impl Clients {
+    /// Loads the set once (at startup or for `check-config`).
+    pub fn load(
+        master_keys: Vec<VerifyingKey>,
+        keys_file: Option<PathBuf>,
+    ) -> Result<Self, KeysFileError> {
+        let (set, mtime) = read(&master_keys, keys_file.as_deref())?;
+        Ok(Clients {
+            current: ArcSwap::from_pointee(set),
+            master_keys,
+            keys_file,
+            loaded_mtime: std::sync::Mutex::new(mtime),
+        })
+    }
+
+    /// The set in force now.
+    pub fn current(&self) -> arc_swap::Guard<Arc<KeySet>> {
+        self.current.load()
+    }
+
+    /// Re-reads the keys file and swaps the set in; on any error the set in
+    /// force stays and the error is returned (for the log).
+    pub fn reload(&self) -> Result<usize, KeysFileError> {
+        // Noted even when the file is refused, so a bad file is reported
+        // once, not at every check, until it changes again.
+        let mtime = self
+            .keys_file
+            .as_deref()
+            .and_then(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+        if let Ok(mut loaded) = self.loaded_mtime.lock() {
+            *loaded = mtime;
+        }
+        let (set, _) = read(&self.master_keys, self.keys_file.as_deref())?;
+        let count = set.len();
+        self.current.store(Arc::new(set));
+        Ok(count)
+    }
+
+    /// Whether the keys file changed on disk since it was last read.
+    pub fn file_changed(&self) -> bool {
+        let Some(path) = &self.keys_file else {
+            return false;
+        };
+        let now = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        self.loaded_mtime
+            .lock()
+            .map(|loaded| *loaded != now)
+            .unwrap_or(false)
+    }
+
+    /// The keys file, if any.
+    pub fn keys_file(&self) -> Option<&Path> {
+        self.keys_file.as_deref()
+    }
+}
+
+fn read(
+    master_keys: &[VerifyingKey],
+    keys_file: Option<&Path>,
+) -> Result<(KeySet, Option<SystemTime>), KeysFileError> {
+    let Some(path) = keys_file else {
+        return Ok((KeySet::build(master_keys, None)?, None));
+    };
+    let error = |why: String| KeysFileError {
+        path: path.to_owned(),
+        why,
+    };
+    let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let set = KeySet::build(master_keys, Some((&text, path)))?;
+    if set.is_empty() {
+        return Err(error(
+            "no client, and no --master-key: nobody could use the proxy".to_owned(),
+        ));
+    }
+    Ok((set, mtime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const KEY_B: &str = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
+
+    fn build(text: &str) -> Result<KeySet, String> {
+        KeySet::build(&[], Some((text, Path::new("keys.toml")))).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_keys_file_gives_each_client_its_name_and_policy() {
+        let set = build(&format!(
+            r#"
+            [[client]]
+            name = "release-bot"
+            key = "{KEY_A}"
+            purposes = ["github-api"]
+            allow = ["GET /repos/acme/**"]
+
+            [[client]]
+            name = "ci"
+            key = "{KEY_B}"
+            "#
+        ));
+        let Ok(set) = set else { panic!("{set:?}") };
+        assert_eq!(set.len(), 2);
+        let key = parse_public_key_hex(KEY_A)
+            .map(|k| k.to_bytes())
+            .unwrap_or_default();
+        let bot = set
+            .get(&key)
+            .map(|c| (c.name.clone(), c.allow.is_some(), c.purposes.is_some()));
+        assert_eq!(bot, Some(("release-bot".to_owned(), true, true)));
+    }
+
+    #[test]
+    fn mistakes_in_the_keys_file_are_refused_with_where_they_are() {
+        let cases = [
+            (format!("[[client]]\nname = \"a\"\nkey = \"{KEY_A}\"\nallows = [\"GET /x\"]"), "allows"),
+            (format!("[[client]]\nname = \"a\"\nkey = \"{KEY_A}\"\n[[client]]\nname = \"a\"\nkey = \"{KEY_B}\""), "twice"),
+            (format!("[[client]]\nname = \"a\"\nkey = \"{KEY_A}\"\n[[client]]\nname = \"b\"\nkey = \"{KEY_A}\""), "already trusted"),
+            ("[[client]]\nname = \"a\"\nkey = \"zz\"".to_owned(), "hex"),
+            (format!("[[client]]\nname = \"has space\"\nkey = \"{KEY_A}\""), "client name"),
+            (format!("[[client]]\nname = \"a\"\nkey = \"{KEY_A}\"\nallow = [\"GET /a*\"]"), "invalid allow rule"),
+            (format!("[[client]]\nname = \"a\"\nkey = \"{KEY_A}\"\npurposes = [\"no space\"]"), "invalid purpose"),
+            ("[[client]\n".to_owned(), "keys.toml"),
+        ];
+        for (text, expected) in cases {
+            let error = build(&text).err().unwrap_or_default();
+            assert!(error.contains(expected), "{expected:?} not in {error:?}");
+            assert!(error.starts_with("keys file keys.toml: "), "{error}");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! One identity per client from the keys file: its own purposes and
+//! allowed methods and paths, reloaded when the file changes, validated by
+//! `check-config`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use signet_core::{public_key_hex, ErrorCode};
+
+use crate::support::{assert_refused, assert_refused_with, Claims, Env, Reply, Request, Signer};
+
+fn client_entry(name: &str, signer: &Signer, extra: &str) -> String {
+    format!(
+        "[[client]]\nname = \"{name}\"\nkey = \"{}\"\n{extra}\n",
+        public_key_hex(&signer.key())
+    )
+}
+
+/// A proxy that trusts only the clients of `keys_file` (no `--master-key`).
+async fn env_with_keys_file(keys_file: &Path) -> Env {
+    let path = keys_file.to_owned();
+    Env::start_with(move |config| {
+        config.master_keys.clear();
+        config.keys_file = Some(path);
+    })
+    .await
+}
+
+async fn get(env: &Env, signer: &Signer, target: &str) -> Reply {
+    env.send(&Request::get(target).proof(signer.sign("GET", target, b"")))
+        .await
+}
+
+#[tokio::test]
+async fn a_client_is_held_to_its_own_rules_and_purposes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let bot = Signer::new();
+    let free = Signer::new();
+    std::fs::write(
+        &keys,
+        client_entry(
+            "release-bot",
+            &bot,
+            r#"purposes = ["test"]
+allow = ["GET /repos/acme/**", "POST /repos/acme/*/issues"]"#,
+        ) + &client_entry("anything-goes", &free, ""),
+    )
+    .expect("write keys file");
+    let env = env_with_keys_file(&keys).await;
+
+    assert_eq!(get(&env, &bot, "/repos/acme/app").await.status, 200);
+    let body = br#"{"title":"t"}"#;
+    let post = Request::new("POST", "/repos/acme/app/issues")
+        .proof(bot.sign("POST", "/repos/acme/app/issues", body))
+        .body(body.to_vec());
+    assert_ne!(env.send(&post).await.status, 403);
+    let allowed = env.upstream.requests().len();
+    assert_eq!(allowed, 2);
+
+    let delete =
+        Request::new("DELETE", "/repos/acme/app").proof(bot.sign("DELETE", "/repos/acme/app", b""));
+    assert_refused_with(
+        &env.send(&delete).await,
+        ErrorCode::ForbiddenByPolicy,
+        "No rule of this client allows DELETE /repos/acme/app.",
+    );
+    for target in [
+        "/repos/other/app",
+        "/repos/acme/app/x%2F..%2F..%2Fother",
+        "/repos/ACME/app",
+        "/user",
+    ] {
+        let reply = get(&env, &bot, target).await;
+        assert_refused_with(
+            &reply,
+            ErrorCode::ForbiddenByPolicy,
+            &format!("No rule of this client allows GET {target}."),
+        );
+    }
+    let wrong_purpose = bot.sign_with(
+        Claims {
+            purpose: "deploy",
+            ..Claims::default()
+        },
+        "GET",
+        "/repos/acme/app",
+        b"",
+    );
+    assert_refused(
+        &env.send(&Request::get("/repos/acme/app").proof(wrong_purpose))
+            .await,
+        ErrorCode::PurposeMismatch,
+    );
+    assert_eq!(
+        env.upstream.requests().len(),
+        allowed,
+        "no refusal was forwarded"
+    );
+
+    // A client without rules may call anything, with any purpose.
+    assert_eq!(get(&env, &free, "/user").await.status, 200);
+    // A key that is in no file is unknown.
+    assert_refused(
+        &get(&env, &Signer::new(), "/user").await,
+        ErrorCode::UnknownKey,
+    );
+}
+
+/// Polls until `check` holds (bounded): reloads happen in the background.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_keys_file_is_reloaded_when_it_changes_and_a_broken_one_keeps_the_last_good_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let alice = Signer::new();
+    let bob = Signer::new();
+    std::fs::write(&keys, client_entry("alice", &alice, "")).expect("write");
+    let env = env_with_keys_file(&keys).await;
+    assert_refused(&get(&env, &bob, "/user").await, ErrorCode::UnknownKey);
+
+    std::fs::write(
+        &keys,
+        client_entry("alice", &alice, "") + &client_entry("bob", &bob, ""),
+    )
+    .expect("write");
+    assert!(
+        eventually(async || get(&env, &bob, "/user").await.status == 200).await,
+        "bob is trusted once the file lists him"
+    );
+
+    // A broken file is refused; the last good set stays in force.
+    std::fs::write(&keys, "[[client]\nthis is not toml").expect("write");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(get(&env, &alice, "/user").await.status, 200);
+    assert_eq!(get(&env, &bob, "/user").await.status, 200);
+
+    // Removing a client cuts it off.
+    std::fs::write(&keys, client_entry("alice", &alice, "")).expect("write");
+    assert!(
+        eventually(async || get(&env, &bob, "/user").await.status == 401).await,
+        "bob is cut off once the file drops him"
+    );
+    assert_eq!(get(&env, &alice, "/user").await.status, 200);
+}
+
+#[test]
+fn check_config_validates_the_keys_file_without_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("good.toml");
+    let bad = dir.path().join("bad.toml");
+    let signer = Signer::new();
+    std::fs::write(
+        &good,
+        client_entry("ci", &signer, r#"allow = ["GET /repos/**"]"#),
+    )
+    .expect("write");
+    std::fs::write(
+        &bad,
+        client_entry("ci", &signer, r#"allow = ["GIT /repos/**"]"#),
+    )
+    .expect("write");
+
+    let run = |file: &Path| {
+        crate::binary(
+            &[
+                "check-config",
+                "--github-token",
+                "t",
+                "--keys-file",
+                &file.display().to_string(),
+            ],
+            &[],
+        )
+        .output()
+        .expect("run check-config")
+    };
+    let ok = run(&good);
+    assert!(ok.status.success(), "{ok:?}");
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        stdout.contains("configuration OK: 1 trusted client(s)"),
+        "{stdout}"
+    );
+
+    let refused = run(&bad);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("GIT /repos/**"), "{stderr}");
+}
