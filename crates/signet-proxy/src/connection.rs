@@ -236,6 +236,7 @@ impl ConnState {
 /// `shutdown` fires (then in-flight requests finish and keep-alive ends).
 pub async fn serve(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     proxy: Arc<Proxy>,
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
@@ -254,7 +255,7 @@ pub async fn serve(
         let body_len = request.body().size_hint().exact();
         let guard = InFlight::start(Arc::clone(&service_state), body_len);
         async move {
-            let response = proxy.handle(request).await;
+            let response = proxy.handle(request, peer).await;
             Ok::<_, Infallible>(response.map(|body| TrackedBody {
                 body,
                 _guard: guard,

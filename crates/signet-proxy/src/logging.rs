@@ -15,6 +15,7 @@
 //! logged, ever.
 
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -391,6 +392,10 @@ pub struct RequestLog {
     key: Key,
     /// The verified client's name (keys file, or `key:<id>`).
     client: Option<Arc<Client>>,
+    /// Who connected (the load balancer, behind one).
+    peer: SocketAddr,
+    /// The upstream's `X-GitHub-Request-Id`, when it sent a sane one.
+    github_request_id: Option<String>,
     outcome: Outcome,
 }
 
@@ -424,10 +429,12 @@ impl RequestLog {
     /// Starts the record; the query string is left out of logs, and the path
     /// is capped at [`MAX_PATH_BYTES`] so a huge target cannot make a huge
     /// line.
-    pub fn new(method: &Method, uri: &Uri) -> Self {
+    pub fn new(method: &Method, uri: &Uri, peer: SocketAddr) -> Self {
         RequestLog {
             method: method.clone(),
             path: capped(uri.path(), MAX_PATH_BYTES),
+            peer,
+            github_request_id: None,
             key: Key::Unknown,
             client: None,
             outcome: Outcome::Forwarded,
@@ -447,6 +454,15 @@ impl RequestLog {
     /// §5 steps 8–9). Logged as `key_id`.
     pub fn verified_key(&mut self, mk: &[u8; 32]) {
         self.key = Key::Verified(signet_core::key_id(mk));
+    }
+
+    /// GitHub's id of the request (`X-GitHub-Request-Id`): upstream-controlled,
+    /// so kept only when it is short visible ASCII.
+    pub fn github_request_id(&mut self, id: &http::HeaderValue) {
+        let bytes = id.as_bytes();
+        if bytes.len() <= 64 && bytes.iter().all(u8::is_ascii_graphic) {
+            self.github_request_id = id.to_str().ok().map(str::to_owned);
+        }
     }
 
     /// The verified client, named in the record as `client`.
@@ -500,6 +516,8 @@ impl RequestLog {
         let method = self.method.as_str();
         let path = self.path.as_str();
         let client = self.client.as_deref().map(|c| c.name.as_str());
+        let peer = tracing::field::display(self.peer);
+        let github_request_id = self.github_request_id.as_deref();
         let status = status.as_u16();
         let latency_ms = millis(head_latency);
         let duration_ms = body.map(|end| millis(head_latency.saturating_add(end.duration)));
@@ -515,6 +533,8 @@ impl RequestLog {
                     path,
                     status,
                     client,
+                    peer,
+                    github_request_id,
                     key_id,
                     claimed_key_id,
                     latency_ms,
@@ -768,7 +788,11 @@ mod tests {
     }
 
     fn log(path: &str) -> RequestLog {
-        RequestLog::new(&Method::GET, &path.parse().unwrap())
+        RequestLog::new(
+            &Method::GET,
+            &path.parse().unwrap(),
+            SocketAddr::from(([192, 0, 2, 7], 4242)),
+        )
     }
 
     const MK: [u8; 32] = [7; 32];

@@ -6,6 +6,7 @@
 //!   → signatures → policy → replay → rewrite + forward → stream back → log
 //! ```
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,11 +75,15 @@ impl Proxy {
 
     /// Handles one request: a response in every case, and one log record,
     /// written when the response body has ended (or was cut off).
-    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         mark_sensitive(request.headers_mut());
         let head = request.method() == Method::HEAD;
-        let mut log = RequestLog::new(request.method(), request.uri());
+        let mut log = RequestLog::new(request.method(), request.uri(), peer);
         let response = match self.process(request, &mut log).await {
             Ok(response) => response,
             Err(refusal) => {
@@ -87,6 +92,9 @@ impl Proxy {
             }
         };
         let status = response.status();
+        if let Some(id) = response.headers().get(GITHUB_REQUEST_ID) {
+            log.github_request_id(id);
+        }
         response.map(|body| log.into_body(status, started.elapsed(), body))
     }
 
@@ -182,6 +190,10 @@ fn proof_header(headers: &HeaderMap) -> Result<ProofHeader, Refusal> {
     }
     Ok(ProofHeader::parse(value.as_bytes())?)
 }
+
+/// GitHub's id of a request, logged so an audit line can be matched with
+/// GitHub's own records.
+const GITHUB_REQUEST_ID: HeaderName = HeaderName::from_static("x-github-request-id");
 
 /// Credentials are marked sensitive before anything could print a header.
 fn mark_sensitive(headers: &mut HeaderMap) {

@@ -115,7 +115,7 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
+                    Ok((stream, peer)) => {
                         let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
                             refuse(&stream, &busy);
                             refused.count(self.max_connections);
@@ -127,7 +127,7 @@ impl Server {
                         let done = done_tx.clone();
                         let timeouts = self.timeouts;
                         tokio::spawn(async move {
-                            connection::serve(stream, proxy, timeouts, stop).await;
+                            connection::serve(stream, peer, proxy, timeouts, stop).await;
                             drop(permit);
                             drop(done);
                         });

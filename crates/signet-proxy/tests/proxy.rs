@@ -1576,6 +1576,10 @@ async fn the_binary_forwards_logs_one_json_line_per_request_and_stops_on_sigterm
     assert_eq!(per_request[0]["status"], 200);
     assert_eq!(per_request[0]["key_id"], key_id.as_str());
     assert_eq!(per_request[0]["client"], format!("key:{key_id}").as_str());
+    assert_eq!(per_request[0]["github_request_id"], "C0DE:5TAND:1N");
+    assert!(per_request[0]["peer"]
+        .as_str()
+        .is_some_and(|peer| peer.starts_with("127.0.0.1:")));
     assert_eq!(per_request[0]["message"], "request forwarded");
     assert_eq!(per_request[0]["completed"], true);
     assert_eq!(
@@ -1585,7 +1589,10 @@ async fn the_binary_forwards_logs_one_json_line_per_request_and_stops_on_sigterm
     // Attributed only after verification; before, the key is merely claimed.
     assert!(per_request[1].get("key_id").is_none());
     assert!(per_request[2].get("key_id").is_none());
-    assert!(per_request[2].get("client").is_none(), "a forger is nobody's client");
+    assert!(
+        per_request[2].get("client").is_none(),
+        "a forger is nobody's client"
+    );
     assert_eq!(per_request[2]["claimed_key_id"], key_id.as_str());
     assert_eq!(per_request[2]["code"], "INVALID_SIGNATURE");
     assert_eq!(per_request[3]["message"], "response cut short");
