@@ -33,6 +33,8 @@ pub enum ErrorCode {
     /// §5 step 10: no `allow` rule of the client covers the method and path
     /// (product code).
     ForbiddenByPolicy,
+    /// The client is over its rate limit (product code).
+    RateLimited,
     /// §5 step 11: `(ek, n)` was seen before.
     ReplayDetected,
     /// §5: the replay store cannot be reached or is full (fail closed).
@@ -72,6 +74,7 @@ impl ErrorCode {
             Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::PurposeMismatch => "PURPOSE_MISMATCH",
             Self::ForbiddenByPolicy => "FORBIDDEN_BY_POLICY",
+            Self::RateLimited => "RATE_LIMITED",
             Self::ReplayDetected => "REPLAY_DETECTED",
             Self::ReplayStoreUnavailable => "REPLAY_STORE_UNAVAILABLE",
             Self::InvalidRequestTarget => "INVALID_REQUEST_TARGET",
@@ -100,6 +103,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::RequestTooLarge => 413,
+            Self::RateLimited => 429,
             Self::BadGateway => 502,
             Self::ReplayStoreUnavailable | Self::BodyBudgetExhausted | Self::TooManyConnections => {
                 503
@@ -123,6 +127,9 @@ impl ErrorCode {
             Self::InvalidSignature => "A Signet-Proof signature does not verify.",
             Self::PurposeMismatch => "The proof's purpose is not allowed here.",
             Self::ForbiddenByPolicy => "No rule of this client allows this request.",
+            Self::RateLimited => {
+                "This client is over its rate limit; retry after Retry-After seconds."
+            }
             Self::ReplayDetected => "This request has already been processed.",
             Self::ReplayStoreUnavailable => {
                 "The replay store is unavailable; the request was not forwarded."

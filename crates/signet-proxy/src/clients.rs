@@ -12,6 +12,7 @@
 //! key = "<64 hex master public key>"
 //! purposes = ["github-api"]                  # optional: allowed binding purposes
 //! allow = ["GET /repos/acme/**", "POST /repos/acme/*/issues"]   # optional
+//! rate = "600/min"                           # optional: burst 600, refills at 600/min
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use signet_core::{key_id, parse_public_key_hex, Purpose, VerifyingKey};
 
 use crate::policy::Rule;
+use crate::rate::Rate;
 
 /// One trusted master key and what it may do.
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub struct Client {
     pub purposes: Option<Vec<Purpose>>,
     /// Methods and paths this client may call (`None`: any).
     pub allow: Option<Vec<Rule>>,
+    /// Its rate limit (`None`: none).
+    pub rate: Option<Rate>,
 }
 
 /// Every trusted client, by master public key.
@@ -74,6 +78,7 @@ impl KeySet {
                 key: *key,
                 purposes: None,
                 allow: None,
+                rate: None,
             };
             by_key.insert(key.to_bytes(), Arc::new(client));
         }
@@ -131,6 +136,7 @@ struct ClientEntry {
     key: String,
     purposes: Option<Vec<String>>,
     allow: Option<Vec<String>>,
+    rate: Option<String>,
 }
 
 impl ClientEntry {
@@ -165,11 +171,17 @@ impl ClientEntry {
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
+        let rate = self
+            .rate
+            .as_deref()
+            .map(|r| Rate::parse(r).map_err(at))
+            .transpose()?;
         Ok(Client {
             name: self.name,
             key,
             purposes,
             allow,
+            rate,
         })
     }
 }

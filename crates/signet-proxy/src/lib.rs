@@ -33,6 +33,7 @@ pub mod links;
 pub mod logging;
 pub mod pipeline;
 pub mod policy;
+pub mod rate;
 pub mod refusal;
 pub mod replay;
 pub mod secret;

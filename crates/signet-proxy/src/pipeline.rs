@@ -25,6 +25,7 @@ use crate::forward::{ForwardSetupError, Forwarder};
 use crate::health;
 use crate::logging::{LoggedBody, RequestLog};
 use crate::policy::Policy;
+use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
 use crate::replay::ReplayStore;
 use crate::target;
@@ -38,6 +39,7 @@ pub type ResponseBody = LoggedBody<ProxyBody>;
 #[derive(Debug)]
 pub struct Proxy {
     clients: Arc<Clients>,
+    rate: RateLimiter,
     verifier: Verifier,
     replay: ReplayStore,
     policy: Policy,
@@ -56,9 +58,11 @@ impl Proxy {
         config: &Config,
         clients: Arc<Clients>,
         replay: ReplayStore,
+        rate: RateLimiter,
     ) -> Result<Self, ForwardSetupError> {
         Ok(Proxy {
             clients,
+            rate,
             // The trusted keys live in `clients`, swappable at reload; the
             // verifier keeps only the limits and the binding cache.
             verifier: Verifier::new([], config.limits()),
@@ -166,6 +170,10 @@ impl Proxy {
         // callers learn nothing about it.
         self.policy
             .check(&client, &verified, parts.method.as_str(), target)?;
+
+        // The client's rate limit, before its proof takes a replay record:
+        // a refused request may be retried with the same proof.
+        self.rate.check(&client).await?;
 
         // Step 11: the replay record is written last, so only verified,
         // authorised requests can take room in the store; the store checks

@@ -23,6 +23,9 @@ pub struct Refusal {
     pub message: Cow<'static, str>,
     /// What exactly went wrong, for the log only.
     pub detail: Option<String>,
+    /// Seconds a client should wait before retrying (`Retry-After`); busy
+    /// refusals without one say 1.
+    pub retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -32,6 +35,7 @@ impl Refusal {
             code,
             message: Cow::Borrowed(code.message()),
             detail: None,
+            retry_after: None,
         }
     }
 
@@ -45,6 +49,12 @@ impl Refusal {
     /// about its own request (never a secret, never another client's policy).
     pub fn with_owned_message(mut self, message: String) -> Self {
         self.message = Cow::Owned(message);
+        self
+    }
+
+    /// Sets `Retry-After` to `seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
         self
     }
 
@@ -72,7 +82,9 @@ impl Refusal {
         if self.code == ErrorCode::MethodNotAllowed {
             headers.insert(ALLOW, HeaderValue::from_static(target::ALLOWED_METHODS));
         }
-        if self.code.is_retryable() {
+        if let Some(seconds) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        } else if self.code.is_retryable() {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
@@ -105,6 +117,7 @@ impl From<ParseError> for Refusal {
             code: ErrorCode::InvalidProof,
             message: Cow::Borrowed(error.client_message()),
             detail: Some(error.to_string()),
+            retry_after: None,
         }
     }
 }

@@ -23,8 +23,9 @@ use crate::config::Config;
 use crate::connection::{self, Timeouts};
 use crate::forward::ForwardSetupError;
 use crate::pipeline::Proxy;
+use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
-use crate::replay::{RedisSetupError, ReplayStore};
+use crate::replay::{connect_redis, RedisSetupError, ReplayStore};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +71,14 @@ impl Server {
             config.keys_file.clone(),
         )?);
         let replay = ReplayStore::for_config(config)?;
-        let proxy = Arc::new(Proxy::new(config, Arc::clone(&clients), replay)?);
+        let rate = match &config.redis_url {
+            Some(url) => RateLimiter::redis(
+                connect_redis(url, config.redis_timeout)?,
+                config.redis_timeout,
+            ),
+            None => RateLimiter::local(),
+        };
+        let proxy = Arc::new(Proxy::new(config, Arc::clone(&clients), replay, rate)?);
         let listener =
             TcpListener::bind(config.listen)
                 .await

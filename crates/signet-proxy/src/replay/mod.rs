@@ -12,7 +12,7 @@ mod memory;
 mod redis;
 
 pub use self::memory::MemoryReplayStore;
-pub use self::redis::{RedisReplayStore, RedisSetupError};
+pub use self::redis::{connect as connect_redis, RedisReplayStore, RedisSetupError};
 
 use signet_core::VerifiedProof;
 

@@ -29,6 +29,22 @@ const KEY_PREFIX: &[u8] = b"signet:replay:";
 #[error("invalid --redis-url: {0}")]
 pub struct RedisSetupError(String);
 
+/// A lazy, self-reconnecting connection to `url` (must be called within a
+/// Tokio runtime); `timeout` bounds connecting and each answer.
+pub fn connect(url: &RedisUrl, timeout: Duration) -> Result<ConnectionManager, RedisSetupError> {
+    let client = redis::Client::open(url.expose()).map_err(|e| RedisSetupError(e.to_string()))?;
+    let manager = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        // Few quick retries: a request waits for at most about the timeout,
+        // then fails closed; the manager keeps reconnecting.
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1));
+    ConnectionManager::new_lazy_with_config(client, manager)
+        .map_err(|e| RedisSetupError(e.to_string()))
+}
+
 /// Replay records in Redis.
 pub struct RedisReplayStore {
     connection: ConnectionManager,
@@ -55,21 +71,9 @@ impl RedisReplayStore {
     /// A store on `url`; connects on first use (must be called within a
     /// Tokio runtime).
     pub fn new(url: &RedisUrl, config: &Config) -> Result<Self, RedisSetupError> {
-        let client =
-            redis::Client::open(url.expose()).map_err(|e| RedisSetupError(e.to_string()))?;
         let timeout = config.redis_timeout;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            // Few quick retries: a request waits for at most about the
-            // timeout, then fails closed; the manager keeps reconnecting.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let connection = ConnectionManager::new_lazy_with_config(client, manager)
-            .map_err(|e| RedisSetupError(e.to_string()))?;
         Ok(RedisReplayStore {
-            connection,
+            connection: connect(url, timeout)?,
             timeout,
             limits: config.limits(),
             clock: config.clock.clone(),

@@ -199,3 +199,25 @@ fn check_config_validates_the_keys_file_without_serving() {
     assert!(stderr.contains("bad.toml"), "{stderr}");
     assert!(stderr.contains("GIT /repos/**"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_with_retry_after_and_nothing_is_forwarded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let noisy = Signer::new();
+    let quiet = Signer::new();
+    std::fs::write(
+        &keys,
+        client_entry("noisy", &noisy, r#"rate = "2/min""#) + &client_entry("quiet", &quiet, ""),
+    )
+    .expect("write");
+    let env = env_with_keys_file(&keys).await;
+    assert_eq!(get(&env, &noisy, "/user").await.status, 200);
+    assert_eq!(get(&env, &noisy, "/user").await.status, 200);
+    let limited = get(&env, &noisy, "/user").await;
+    assert_refused(&limited, ErrorCode::RateLimited);
+    assert_eq!(limited.header("retry-after").as_deref(), Some("30"));
+    assert_eq!(env.upstream.requests().len(), 2);
+    // Other clients have buckets of their own.
+    assert_eq!(get(&env, &quiet, "/user").await.status, 200);
+}

@@ -154,3 +154,37 @@ async fn a_password_in_the_redis_url_is_used_and_a_wrong_one_fails_closed() {
     assert!(!reply.text().contains("wrong"));
     assert_eq!(env.upstream.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_client_rate_limit_is_shared_by_every_replica() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let bot = crate::support::Signer::new();
+    std::fs::write(
+        &keys,
+        format!(
+            "[[client]]\nname = \"bot\"\nkey = \"{}\"\nrate = \"3/min\"\n",
+            signet_core::public_key_hex(&bot.key())
+        ),
+    )
+    .expect("write");
+    let shared = |config: &mut signet_proxy::Config| {
+        config.redis_url = Some(RedisUrl::new(redis.url()));
+        config.master_keys.clear();
+        config.keys_file = Some(keys.clone());
+    };
+    let env = Env::start_with(shared).await;
+    let mut second = config(&env.upstream.url(), &env.signer);
+    shared(&mut second);
+    let replica = RunningProxy::start(&second).await;
+    let signed = || Request::get("/user").proof(bot.sign("GET", "/user", b""));
+    assert_eq!(env.send(&signed()).await.status, 200);
+    assert_eq!(send(replica.addr, &signed()).await.status, 200);
+    assert_eq!(env.send(&signed()).await.status, 200);
+    let limited = send(replica.addr, &signed()).await;
+    assert_refused(&limited, ErrorCode::RateLimited);
+    assert_eq!(limited.header("retry-after").as_deref(), Some("20"));
+    assert_refused(&env.send(&signed()).await, ErrorCode::RateLimited);
+    assert_eq!(env.upstream.requests().len(), 3);
+}
