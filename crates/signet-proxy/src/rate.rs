@@ -223,7 +223,6 @@ mod tests {
         );
         // Idle for long: a full burst again, not more.
         let later = 10_000_000;
-        let mut tat = tat;
         for _ in 0..3 {
             tat = gcra(rate, tat, later).unwrap_or(u64::MAX);
         }
