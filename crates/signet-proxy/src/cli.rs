@@ -120,7 +120,7 @@ pub struct Args {
     pub replay_capacity: usize,
 
     /// Redis for replay records shared by every replica and kept across restarts
-    /// (redis://[:password@]host[:port][/db], rediss:// for TLS); default: in memory.
+    /// (redis://:PASSWORD@HOST:PORT/DB, rediss:// for TLS); default: in memory.
     #[arg(global = true, long, env = "SIGNET_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
@@ -137,6 +137,11 @@ pub struct Args {
     /// Longest wait for one Redis command (connecting included); then the request gets 503.
     #[arg(global = true, long, default_value = "500ms")]
     pub redis_timeout: String,
+
+    /// Serve Prometheus metrics at GET /metrics on this HOST:PORT (unauthenticated: bind it to a
+    /// private address); default: off.
+    #[arg(global = true, long, env = "SIGNET_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(global = true, long, default_value = "30s")]

@@ -65,6 +65,8 @@ pub struct Config {
     pub redis_url: Option<RedisUrl>,
     /// Longest wait for one Redis command, connecting included.
     pub redis_timeout: Duration,
+    /// Where `GET /metrics` is served (`None`: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_timeout: Duration,
     /// The source of `now`.
@@ -208,6 +210,7 @@ impl Config {
             replay_capacity: 1_000_000,
             redis_url: None,
             redis_timeout: Duration::from_millis(500),
+            metrics_listen: None,
             shutdown_timeout: Duration::from_secs(30),
             clock: Clock::System,
         }
@@ -329,6 +332,17 @@ impl Config {
                 }
                 Some(RedisUrl::new(url))
             }
+        };
+        config.metrics_listen = match args.metrics_listen.as_deref() {
+            None => None,
+            Some(addr) => Some(
+                addr.to_socket_addrs()
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| {
+                        flag_error("metrics-listen", addr, "use HOST:PORT, e.g. 127.0.0.1:9090")
+                    })?,
+            ),
         };
         config.redis_timeout = positive(
             "redis-timeout",

@@ -31,6 +31,7 @@ pub mod forward;
 pub mod health;
 pub mod links;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod rate;

@@ -32,6 +32,7 @@ use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::{MakeWriter, SubscriberBuilder};
 
 use crate::clients::Client;
+use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 
 /// Bytes of log lines that may wait for stdout. Memory stays bounded however
@@ -394,9 +395,21 @@ pub struct RequestLog {
     client: Option<Arc<Client>>,
     /// Who connected (the load balancer, behind one).
     peer: SocketAddr,
+    /// Counts the request in flight until the record is gone.
+    inflight: Inflight,
     /// The upstream's `X-GitHub-Request-Id`, when it sent a sane one.
     github_request_id: Option<String>,
     outcome: Outcome,
+}
+
+/// One request in flight, for the gauge; dropped with the record.
+#[derive(Debug)]
+struct Inflight(Arc<Metrics>);
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.inflight(false);
+    }
 }
 
 /// Who the request is attributed to.
@@ -429,11 +442,13 @@ impl RequestLog {
     /// Starts the record; the query string is left out of logs, and the path
     /// is capped at [`MAX_PATH_BYTES`] so a huge target cannot make a huge
     /// line.
-    pub fn new(method: &Method, uri: &Uri, peer: SocketAddr) -> Self {
+    pub fn new(method: &Method, uri: &Uri, peer: SocketAddr, metrics: Arc<Metrics>) -> Self {
+        metrics.inflight(true);
         RequestLog {
             method: method.clone(),
             path: capped(uri.path(), MAX_PATH_BYTES),
             peer,
+            inflight: Inflight(metrics),
             github_request_id: None,
             key: Key::Unknown,
             client: None,
@@ -516,6 +531,16 @@ impl RequestLog {
         let method = self.method.as_str();
         let path = self.path.as_str();
         let client = self.client.as_deref().map(|c| c.name.as_str());
+        let refused = match &self.outcome {
+            Outcome::Refused(code, _) => Some(*code),
+            Outcome::Forwarded | Outcome::Health => None,
+        };
+        let total = body.map_or(head_latency, |end| {
+            head_latency.saturating_add(end.duration)
+        });
+        self.inflight
+            .0
+            .request_finished(client, &self.method, status, refused, total);
         let peer = tracing::field::display(self.peer);
         let github_request_id = self.github_request_id.as_deref();
         let status = status.as_u16();
@@ -792,6 +817,7 @@ mod tests {
             &Method::GET,
             &path.parse().unwrap(),
             SocketAddr::from(([192, 0, 2, 7], 4242)),
+            Arc::new(Metrics::new()),
         )
     }
 

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::forward::{ForwardSetupError, Forwarder};
 use crate::health;
 use crate::logging::{LoggedBody, RequestLog};
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
@@ -38,6 +39,7 @@ pub type ResponseBody = LoggedBody<ProxyBody>;
 /// connections.
 #[derive(Debug)]
 pub struct Proxy {
+    metrics: Arc<Metrics>,
     clients: Arc<Clients>,
     rate: RateLimiter,
     verifier: Verifier,
@@ -61,6 +63,7 @@ impl Proxy {
         rate: RateLimiter,
     ) -> Result<Self, ForwardSetupError> {
         Ok(Proxy {
+            metrics: Arc::new(Metrics::new()),
             clients,
             rate,
             // The trusted keys live in `clients`, swappable at reload; the
@@ -77,6 +80,11 @@ impl Proxy {
         })
     }
 
+    /// The proxy's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Handles one request: a response in every case, and one log record,
     /// written when the response body has ended (or was cut off).
     pub async fn handle(
@@ -87,7 +95,12 @@ impl Proxy {
         let started = Instant::now();
         mark_sensitive(request.headers_mut());
         let head = request.method() == Method::HEAD;
-        let mut log = RequestLog::new(request.method(), request.uri(), peer);
+        let mut log = RequestLog::new(
+            request.method(),
+            request.uri(),
+            peer,
+            Arc::clone(&self.metrics),
+        );
         let response = match self.process(request, &mut log).await {
             Ok(response) => response,
             Err(refusal) => {
@@ -158,11 +171,14 @@ impl Proxy {
         .await?;
 
         // Steps 8–9: binding signature (cached), then request signature.
+        let verifying = Instant::now();
         let verified = checked.verify(&RequestParts {
             method: parts.method.as_str(),
             target,
             body_digest: BodyDigest::of(&body.bytes),
-        })?;
+        });
+        self.metrics.stage("verify", verifying.elapsed());
+        let verified = verified?;
         log.verified_key(verified.master_key());
         log.client(&client);
 
@@ -181,7 +197,15 @@ impl Proxy {
         self.replay.record(&verified).await?;
 
         // §7: rewrite headers and forward; the response streams back.
-        self.forwarder.forward(&verified, parts, target, body).await
+        let forwarding = Instant::now();
+        let response = self
+            .forwarder
+            .forward(&verified, parts, target, body)
+            .await?;
+        self.metrics.stage("upstream", forwarding.elapsed());
+        self.metrics
+            .upstream_response(response.status(), response.headers());
+        Ok(response)
     }
 }
 

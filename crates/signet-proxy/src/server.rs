@@ -22,6 +22,7 @@ use crate::clients::{Clients, KeysFileError};
 use crate::config::Config;
 use crate::connection::{self, Timeouts};
 use crate::forward::ForwardSetupError;
+use crate::metrics::{self, Metrics};
 use crate::pipeline::Proxy;
 use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
@@ -54,6 +55,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     proxy: Arc<Proxy>,
     clients: Arc<Clients>,
     timeouts: Timeouts,
@@ -86,8 +88,17 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Server {
             listener,
+            metrics_listener,
             proxy,
             clients,
             timeouts: Timeouts {
@@ -117,7 +128,16 @@ impl Server {
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let mut refused = RefusedConnections::new();
         // Stops with the server, however the server's future ends.
-        let _reloads = AbortOnDrop(tokio::spawn(watch_keys_file(Arc::clone(&self.clients))));
+        let _reloads = AbortOnDrop(tokio::spawn(watch_keys_file(
+            Arc::clone(&self.clients),
+            Arc::clone(self.proxy.metrics()),
+        )));
+        let _metrics = self.metrics_listener.map(|listener| {
+            AbortOnDrop(tokio::spawn(metrics::serve(
+                listener,
+                Arc::clone(self.proxy.metrics()),
+            )))
+        });
         let busy = busy_response();
         tokio::pin!(shutdown);
         loop {
@@ -173,7 +193,7 @@ impl Drop for AbortOnDrop {
 
 /// Reloads the keys file on SIGHUP and when it changes on disk (checked
 /// every 2 s). A file that fails is logged and the set in force stays.
-async fn watch_keys_file(clients: Arc<Clients>) {
+async fn watch_keys_file(clients: Arc<Clients>, metrics: Arc<Metrics>) {
     if clients.keys_file().is_none() {
         return;
     }
@@ -198,7 +218,9 @@ async fn watch_keys_file(clients: Arc<Clients>) {
                 "the file changed"
             }
         };
-        match clients.reload() {
+        let reloaded = clients.reload();
+        metrics.config_loaded(reloaded.is_ok());
+        match reloaded {
             Ok(count) => tracing::info!(clients = count, trigger = why, "keys file reloaded"),
             Err(error) => tracing::error!(
                 %error,

@@ -221,3 +221,43 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_nothing_is_forward
     // Other clients have buckets of their own.
     assert_eq!(get(&env, &quiet, "/user").await.status, 200);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_client_failures_by_code_and_the_shared_quota() {
+    let port = crate::support::free_port();
+    let env = Env::start_with(|c| {
+        c.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    })
+    .await;
+    assert_eq!(get(&env, &env.signer, "/user").await.status, 200);
+    assert_refused(
+        &env.send(&Request::get("/user")).await,
+        ErrorCode::MissingProof,
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let scrape = crate::support::send(metrics_addr, &Request::get("/metrics")).await;
+    assert_eq!(scrape.status, 200);
+    let text = scrape.text();
+    let client = format!("key:{}", signet_core::key_id(&env.signer.key().to_bytes()));
+    for line in [
+        format!(r#"signet_requests_total{{client="{client}",method="GET",status="200"}} 1"#),
+        r#"signet_requests_total{client="-",method="GET",status="401"} 1"#.to_owned(),
+        r#"signet_auth_failures_total{code="MISSING_PROOF"} 1"#.to_owned(),
+        r#"signet_upstream_responses_total{status="200"} 1"#.to_owned(),
+        r#"signet_github_ratelimit_remaining{resource="core"} 4999"#.to_owned(),
+        r#"signet_request_duration_seconds_count{stage="verify"} 1"#.to_owned(),
+        "signet_inflight_requests 0".to_owned(),
+        r#"signet_config_reloads_total{result="success"} 1"#.to_owned(),
+        "signet_log_lines_dropped_total 0".to_owned(),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing in:\n{text}"
+        );
+    }
+    assert!(!text.contains(crate::support::TOKEN));
+    let other = crate::support::send(metrics_addr, &Request::get("/other")).await;
+    assert_eq!(other.status, 404);
+}
