@@ -143,6 +143,19 @@ pub struct Args {
     #[arg(global = true, long, env = "SIGNET_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
 
+    /// Serve the admin API (list clients, revoke, reload, stats) on this HOST:PORT, e.g.
+    /// 127.0.0.1:9091; needs --admin-key. Default: off.
+    #[arg(global = true, long, env = "SIGNET_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+
+    /// Public key (64 hex) whose proofs, bound to purpose `admin`, the admin API accepts.
+    #[arg(global = true, long, env = "SIGNET_ADMIN_KEY")]
+    pub admin_key: Option<String>,
+
+    /// Keep revocations in this JSON file across restarts (without Redis; with Redis they live there).
+    #[arg(global = true, long, env = "SIGNET_REVOCATIONS_FILE")]
+    pub revocations_file: Option<std::path::PathBuf>,
+
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(global = true, long, default_value = "30s")]
     pub shutdown_timeout: String,

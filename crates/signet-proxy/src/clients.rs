@@ -55,6 +55,11 @@ impl KeySet {
         self.by_key.get(mk)
     }
 
+    /// Every trusted client.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Client>> {
+        self.by_key.values()
+    }
+
     /// How many clients are trusted.
     pub fn len(&self) -> usize {
         self.by_key.len()

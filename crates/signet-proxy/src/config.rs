@@ -67,6 +67,12 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// Where `GET /metrics` is served (`None`: nowhere).
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the admin API listens (`None`: off); needs `admin_key`.
+    pub admin_listen: Option<SocketAddr>,
+    /// The public key whose proofs (purpose `admin`) the admin API accepts.
+    pub admin_key: Option<VerifyingKey>,
+    /// Where revocations are kept across restarts when there is no Redis.
+    pub revocations_file: Option<PathBuf>,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_timeout: Duration,
     /// The source of `now`.
@@ -211,6 +217,9 @@ impl Config {
             redis_url: None,
             redis_timeout: Duration::from_millis(500),
             metrics_listen: None,
+            admin_listen: None,
+            admin_key: None,
+            revocations_file: None,
             shutdown_timeout: Duration::from_secs(30),
             clock: Clock::System,
         }
@@ -344,6 +353,31 @@ impl Config {
                     })?,
             ),
         };
+        config.admin_key = args
+            .admin_key
+            .as_deref()
+            .map(|k| parse_public_key_hex(k.trim()))
+            .transpose()
+            .map_err(|e| flag_error("admin-key", "…", &e.to_string()))?;
+        config.admin_listen = match args.admin_listen.as_deref() {
+            None => None,
+            Some(addr) => Some(
+                addr.to_socket_addrs()
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| {
+                        flag_error("admin-listen", addr, "use HOST:PORT, e.g. 127.0.0.1:9091")
+                    })?,
+            ),
+        };
+        if config.admin_listen.is_some() && config.admin_key.is_none() {
+            return Err(flag_error(
+                "admin-listen",
+                args.admin_listen.as_deref().unwrap_or_default(),
+                "needs --admin-key: the admin API is never open",
+            ));
+        }
+        config.revocations_file = args.revocations_file.clone();
         config.redis_timeout = positive(
             "redis-timeout",
             &args.redis_timeout,

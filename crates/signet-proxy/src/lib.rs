@@ -20,6 +20,7 @@
 //! | [`standin`], [`demo`] | a GitHub API stand-in, and the `demo` command |
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod body;
 pub mod cli;
 pub mod clients;
@@ -37,6 +38,7 @@ pub mod policy;
 pub mod rate;
 pub mod refusal;
 pub mod replay;
+pub mod revoke;
 pub mod secret;
 pub mod server;
 pub mod standin;

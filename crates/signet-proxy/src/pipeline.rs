@@ -29,6 +29,7 @@ use crate::policy::Policy;
 use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
 use crate::replay::ReplayStore;
+use crate::revoke::Revocations;
 use crate::target;
 
 /// The body of every response: the proxy's own or the upstream's, with the
@@ -41,6 +42,7 @@ pub type ResponseBody = LoggedBody<ProxyBody>;
 pub struct Proxy {
     metrics: Arc<Metrics>,
     clients: Arc<Clients>,
+    revocations: Arc<Revocations>,
     rate: RateLimiter,
     verifier: Verifier,
     replay: ReplayStore,
@@ -59,12 +61,14 @@ impl Proxy {
     pub fn new(
         config: &Config,
         clients: Arc<Clients>,
+        revocations: Arc<Revocations>,
         replay: ReplayStore,
         rate: RateLimiter,
     ) -> Result<Self, ForwardSetupError> {
         Ok(Proxy {
             metrics: Arc::new(Metrics::new()),
             clients,
+            revocations,
             rate,
             // The trusted keys live in `clients`, swappable at reload; the
             // verifier keeps only the limits and the binding cache.
@@ -78,6 +82,11 @@ impl Proxy {
             body_budget: BodyBudget::new(config.body_buffer_budget),
             read_timeout: config.read_timeout,
         })
+    }
+
+    /// The proxy's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The proxy's metrics.
@@ -149,13 +158,16 @@ impl Proxy {
 
         // Steps 3–6: table lookup and integer compares, before reading a
         // body or checking a signature.
+        let now = self.clock.now();
         let client = match self.clients.current().get(&proof.mk) {
             Some(client) => Arc::clone(client),
             None => return Err(VerifyError::UnknownKey.into()),
         };
-        let checked = self
-            .verifier
-            .check_key(&client.key, &proof, self.clock.now())?;
+        // "Trusted (and not revoked)": before the binding cache is consulted.
+        if self.revocations.is_revoked(&client.name, &proof.ek, now) {
+            return Err(Refusal::from(VerifyError::UnknownKey).with_detail("revoked"));
+        }
+        let checked = self.verifier.check_key(&client.key, &proof, now)?;
         // Only claimed: nothing has been verified yet.
         log.claimed_key(&proof.mk);
 
@@ -210,7 +222,7 @@ impl Proxy {
 }
 
 /// Steps 1–2: exactly one `Signet-Proof` header, and it parses.
-fn proof_header(headers: &HeaderMap) -> Result<ProofHeader, Refusal> {
+pub(crate) fn proof_header(headers: &HeaderMap) -> Result<ProofHeader, Refusal> {
     let mut values = headers.get_all(HEADER_NAME).iter();
     let value = values
         .next()

@@ -70,8 +70,15 @@ impl Policy {
 /// One `allow` rule: a method (or any) and a path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
+    text: String,
     method: Option<String>,
     segments: Vec<Segment>,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +137,11 @@ impl Rule {
                 s => Ok(Segment::Literal(s.to_owned())),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Rule { method, segments })
+        Ok(Rule {
+            text: text.trim().to_owned(),
+            method,
+            segments,
+        })
     }
 
     /// Whether the rule allows `method` on `path` (no query).

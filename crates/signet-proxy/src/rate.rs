@@ -26,6 +26,17 @@ pub struct Rate {
     period: Duration,
 }
 
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.period.as_secs() {
+            1 => "sec",
+            60 => "min",
+            _ => "hour",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
 impl Rate {
     /// Parses `N/sec`, `N/min` or `N/hour` (N ≥ 1).
     pub fn parse(text: &str) -> Result<Self, String> {

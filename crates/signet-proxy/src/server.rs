@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
+use crate::admin::{self, Admin};
 use crate::clients::{Clients, KeysFileError};
 use crate::config::Config;
 use crate::connection::{self, Timeouts};
@@ -27,6 +28,7 @@ use crate::pipeline::Proxy;
 use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
 use crate::replay::{connect_redis, RedisSetupError, ReplayStore};
+use crate::revoke::{RevocationError, Revocations};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,9 @@ pub enum StartError {
     /// The keys file could not be read or is invalid.
     #[error(transparent)]
     Keys(#[from] KeysFileError),
+    /// The revocations file could not be read.
+    #[error(transparent)]
+    Revocations(#[from] RevocationError),
 }
 
 /// A bound, not yet running proxy server.
@@ -56,6 +61,8 @@ pub enum StartError {
 pub struct Server {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    admin: Option<(TcpListener, Arc<Admin>)>,
+    revocations: Arc<Revocations>,
     proxy: Arc<Proxy>,
     clients: Arc<Clients>,
     timeouts: Timeouts,
@@ -73,14 +80,48 @@ impl Server {
             config.keys_file.clone(),
         )?);
         let replay = ReplayStore::for_config(config)?;
-        let rate = match &config.redis_url {
-            Some(url) => RateLimiter::redis(
-                connect_redis(url, config.redis_timeout)?,
-                config.redis_timeout,
+        let replay_kind = replay.kind();
+        let (rate, revocations) = match &config.redis_url {
+            Some(url) => (
+                RateLimiter::redis(
+                    connect_redis(url, config.redis_timeout)?,
+                    config.redis_timeout,
+                ),
+                Revocations::redis(
+                    connect_redis(url, config.redis_timeout)?,
+                    config.redis_timeout,
+                ),
             ),
-            None => RateLimiter::local(),
+            None => (
+                RateLimiter::local(),
+                Revocations::memory(config.revocations_file.clone())?,
+            ),
         };
-        let proxy = Arc::new(Proxy::new(config, Arc::clone(&clients), replay, rate)?);
+        let revocations = Arc::new(revocations);
+        let proxy = Arc::new(Proxy::new(
+            config,
+            Arc::clone(&clients),
+            Arc::clone(&revocations),
+            replay,
+            rate,
+        )?);
+        let admin = match (config.admin_listen, config.admin_key) {
+            (Some(addr), Some(key)) => {
+                let listener = admin::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                let admin = Admin::new(
+                    config,
+                    key,
+                    Arc::clone(&clients),
+                    Arc::clone(&revocations),
+                    Arc::clone(proxy.metrics()),
+                    replay_kind,
+                );
+                Some((listener, Arc::new(admin)))
+            }
+            _ => None,
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -99,6 +140,8 @@ impl Server {
         Ok(Server {
             listener,
             metrics_listener,
+            admin,
+            revocations,
             proxy,
             clients,
             timeouts: Timeouts {
@@ -132,6 +175,15 @@ impl Server {
             Arc::clone(&self.clients),
             Arc::clone(self.proxy.metrics()),
         )));
+        let _admin = self
+            .admin
+            .map(|(listener, admin)| AbortOnDrop(tokio::spawn(admin::serve(listener, admin))));
+        let _revocations = self.revocations.is_shared().then(|| {
+            AbortOnDrop(tokio::spawn(refresh_revocations(
+                Arc::clone(&self.revocations),
+                self.proxy.clock().clone(),
+            )))
+        });
         let _metrics = self.metrics_listener.map(|listener| {
             AbortOnDrop(tokio::spawn(metrics::serve(
                 listener,
@@ -188,6 +240,23 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Re-reads shared revocations every second, so a revocation made on any
+/// replica is in force on this one within about a second.
+async fn refresh_revocations(revocations: Arc<Revocations>, clock: crate::clock::Clock) {
+    let mut failing = false;
+    loop {
+        match revocations.refresh(clock.now()).await {
+            Ok(()) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "cannot refresh shared revocations; the last ones stay in force");
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -261,3 +261,151 @@ async fn metrics_count_requests_by_client_failures_by_code_and_the_shared_quota(
     let other = crate::support::send(metrics_addr, &Request::get("/other")).await;
     assert_eq!(other.status, 404);
 }
+
+// ---------------------------------------------------------------------------
+// The admin API and revocation
+// ---------------------------------------------------------------------------
+
+struct AdminClient {
+    addr: std::net::SocketAddr,
+    signer: Signer,
+}
+
+impl AdminClient {
+    fn claims() -> Claims<'static> {
+        Claims {
+            purpose: "admin",
+            ..Claims::default()
+        }
+    }
+
+    async fn get(&self, target: &str) -> Reply {
+        let proof = self.signer.sign_with(Self::claims(), "GET", target, b"");
+        crate::support::send(self.addr, &Request::get(target).proof(proof)).await
+    }
+
+    async fn post(&self, target: &str, body: &str) -> Reply {
+        let proof = self
+            .signer
+            .sign_with(Self::claims(), "POST", target, body.as_bytes());
+        let request = Request::new("POST", target)
+            .proof(proof)
+            .body(body.as_bytes().to_vec());
+        crate::support::send(self.addr, &request).await
+    }
+}
+
+fn with_admin(admin: &Signer, port: u16) -> impl FnOnce(&mut signet_proxy::Config) {
+    let key = admin.key();
+    move |config| {
+        config.admin_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        config.admin_key = Some(key);
+    }
+}
+
+#[tokio::test]
+async fn the_admin_api_is_never_open() {
+    let admin = AdminClient {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port())),
+        signer: Signer::new(),
+    };
+    let env = Env::start_with(with_admin(&admin.signer, admin.addr.port())).await;
+    assert_refused(
+        &crate::support::send(admin.addr, &Request::get("/clients")).await,
+        ErrorCode::MissingProof,
+    );
+    // A client's key is not the admin key…
+    let proof = env
+        .signer
+        .sign_with(AdminClient::claims(), "GET", "/clients", b"");
+    assert_refused(
+        &crate::support::send(admin.addr, &Request::get("/clients").proof(proof)).await,
+        ErrorCode::UnknownKey,
+    );
+    // …and the admin key signs admin proofs only.
+    let proof = admin.signer.sign("GET", "/clients", b"");
+    assert_refused(
+        &crate::support::send(admin.addr, &Request::get("/clients").proof(proof)).await,
+        ErrorCode::PurposeMismatch,
+    );
+    // A replayed admin proof is refused like any other.
+    let proof = admin
+        .signer
+        .sign_with(AdminClient::claims(), "GET", "/stats", b"");
+    let request = Request::get("/stats").proof(proof);
+    assert_eq!(crate::support::send(admin.addr, &request).await.status, 200);
+    assert_refused(
+        &crate::support::send(admin.addr, &request).await,
+        ErrorCode::ReplayDetected,
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_client_or_ephemeral_key_is_unknown_until_unrevoked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let bot = Signer::new();
+    let other = Signer::new();
+    std::fs::write(
+        &keys,
+        client_entry("bot", &bot, "") + &client_entry("other", &other, ""),
+    )
+    .expect("write");
+    let admin = AdminClient {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port())),
+        signer: Signer::new(),
+    };
+    let keys_path = keys.clone();
+    let add_admin = with_admin(&admin.signer, admin.addr.port());
+    let env = Env::start_with(move |config| {
+        config.master_keys.clear();
+        config.keys_file = Some(keys_path);
+        add_admin(config);
+    })
+    .await;
+
+    let clients = admin.get("/clients").await;
+    assert_eq!(clients.status, 200, "{}", clients.text());
+    let names: Vec<String> = clients.json()["clients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names, ["bot", "other"]);
+
+    assert_eq!(
+        admin.post("/revoke", r#"{"client":"bot"}"#).await.status,
+        200
+    );
+    let refused = get(&env, &bot, "/user").await;
+    assert_refused(&refused, ErrorCode::UnknownKey);
+    assert_eq!(
+        get(&env, &other, "/user").await.status,
+        200,
+        "others unaffected"
+    );
+    assert_eq!(
+        admin.post("/unrevoke", r#"{"client":"bot"}"#).await.status,
+        200
+    );
+    assert_eq!(get(&env, &bot, "/user").await.status, 200);
+
+    // One ephemeral key only: its proofs are refused, the client's others pass.
+    let proof = other.sign_with(Claims::default(), "GET", "/user", b"");
+    let ek = signet_core::base64url::encode(&proof.ek);
+    let body = format!(r#"{{"ephemeral_key":"{ek}","until":{}}}"#, proof.exp);
+    assert_eq!(admin.post("/revoke", &body).await.status, 200);
+    assert_refused(
+        &env.send(&Request::get("/user").proof(&proof)).await,
+        ErrorCode::UnknownKey,
+    );
+    assert_eq!(get(&env, &other, "/user").await.status, 200);
+    assert_eq!(admin.post("/revoke", r#"{"nope":1}"#).await.status, 400);
+    let forwarded = env.upstream.requests().len();
+    assert_eq!(forwarded, 3, "no revoked request was forwarded");
+
+    let stats = admin.get("/stats").await;
+    assert_eq!(stats.json()["revoked_ephemeral_keys"], 1);
+    assert_eq!(admin.post("/reload", "").await.status, 200);
+}

@@ -188,3 +188,41 @@ async fn a_client_rate_limit_is_shared_by_every_replica() {
     assert_refused(&env.send(&signed()).await, ErrorCode::RateLimited);
     assert_eq!(env.upstream.requests().len(), 3);
 }
+
+#[tokio::test]
+async fn a_revocation_made_on_one_replica_is_in_force_on_every_replica() {
+    let redis = RedisServer::start().await;
+    let admin_signer = crate::support::Signer::new();
+    let admin_port = crate::support::free_port();
+    let admin_key = admin_signer.key();
+    let env = Env::start_with(|config| {
+        config.redis_url = Some(RedisUrl::new(redis.url()));
+        config.admin_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], admin_port)));
+        config.admin_key = Some(admin_key);
+    })
+    .await;
+    let mut second = config(&env.upstream.url(), &env.signer);
+    with_redis(&redis)(&mut second);
+    let replica = RunningProxy::start(&second).await;
+    let signed = || Request::get("/user").proof(env.signer.sign("GET", "/user", b""));
+    assert_eq!(send(replica.addr, &signed()).await.status, 200);
+
+    let client = format!("key:{}", signet_core::key_id(&env.signer.key().to_bytes()));
+    let body = format!(r#"{{"client":"{client}"}}"#);
+    let claims = crate::support::Claims {
+        purpose: "admin",
+        ..Default::default()
+    };
+    let proof = admin_signer.sign_with(claims, "POST", "/revoke", body.as_bytes());
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let revoked = send(
+        admin,
+        &Request::new("POST", "/revoke")
+            .proof(proof)
+            .body(body.into_bytes()),
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    let refused = wait_for_status(replica.addr, signed, 401).await;
+    assert_refused(&refused, ErrorCode::UnknownKey);
+}
