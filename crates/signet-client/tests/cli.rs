@@ -860,6 +860,10 @@ struct RealProxy {
 const SHARED_TOKEN: &str = "ghs_shared_token_for_cli_tests";
 
 fn real_proxy(master_hex: &str) -> RealProxy {
+    real_proxy_with(master_hex, |_| {})
+}
+
+fn real_proxy_with(master_hex: &str, tweak: impl FnOnce(&mut signet_proxy::Config)) -> RealProxy {
     use signet_proxy::{Config, GitHubToken, Server, Upstream};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -876,6 +880,7 @@ fn real_proxy(master_hex: &str) -> RealProxy {
             GitHubToken::new(SHARED_TOKEN).unwrap(),
         );
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        tweak(&mut config);
         let server = Server::bind(&config).await.unwrap();
         let addr = server.local_addr().unwrap();
         tokio::spawn(server.run(std::future::pending()));
@@ -938,4 +943,64 @@ fn curl_with_an_untrusted_key_is_refused_by_the_real_proxy_and_exits_22() {
         .stdout(predicate::str::contains(r#""code":"UNKNOWN_KEY""#))
         .stderr(predicate::str::contains("401"));
     assert!(proxy.upstream.requests().is_empty());
+}
+
+#[test]
+fn admin_revokes_and_restores_a_client_through_the_real_proxy() {
+    let dir = TempDir::new().unwrap();
+    let (key, public) = keygen(&dir);
+    let admin_dir = TempDir::new().unwrap();
+    let (admin_key, admin_public) = keygen(&admin_dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin_url = format!("http://127.0.0.1:{port}");
+    let proxy = real_proxy_with(&public, |config| {
+        config.admin_listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        config.admin_key = Some(parse_public_key_hex(&admin_public).unwrap());
+    });
+    let admin_as = |key: &Path, args: &[&str]| {
+        let mut command = signet();
+        command
+            .arg("admin")
+            .arg("--key")
+            .arg(key)
+            .args(["--admin-url", &admin_url])
+            .args(args);
+        command
+    };
+    let admin = |args: &[&str]| admin_as(&admin_key, args);
+    let listed = admin(&["clients"]).output().unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let name = listed["clients"][0]["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("key:"), "{name}");
+
+    admin(&["revoke", "--client", &name]).assert().success();
+    signet()
+        .args(["curl", "--key"])
+        .arg(&key)
+        .args(["--proxy", &proxy.url, "GET", "/user"])
+        .assert()
+        .code(22)
+        .stdout(predicate::str::contains(r#""code":"UNKNOWN_KEY""#));
+    admin(&["unrevoke", "--client", &name]).assert().success();
+    signet()
+        .args(["curl", "--key"])
+        .arg(&key)
+        .args(["--proxy", &proxy.url, "GET", "/user"])
+        .assert()
+        .success();
+    admin(&["stats"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(r#""clients":1"#));
+    // A key that is not the admin key is refused, and signet says so.
+    admin_as(&key, &["stats"])
+        .assert()
+        .code(22)
+        .stdout(predicate::str::contains("UNKNOWN_KEY"));
+    assert_eq!(proxy.upstream.requests().len(), 1);
 }

@@ -107,7 +107,7 @@ async fn run(args: &CurlArgs) -> Result<Exit> {
     })
 }
 
-fn send_error(proxy: &str, error: ClientError) -> Error {
+pub(super) fn send_error(proxy: &str, error: ClientError) -> Error {
     if error.is_connect() {
         Error {
             exit: Exit::Unreachable,
@@ -135,7 +135,7 @@ fn print_head(response: &Response, include: bool) {
 }
 
 /// Copies the body to stdout chunk by chunk as it arrives.
-async fn stream_body(mut response: Response) -> Result<()> {
+pub(super) async fn stream_body(mut response: Response) -> Result<()> {
     let mut stdout = io::stdout().lock();
     while let Some(chunk) = response
         .chunk()

@@ -1,6 +1,7 @@
 //! The `signet` command line: argument definitions, dispatch, and the one
 //! place where errors become a message on stderr and an exit code.
 
+mod admin;
 mod args;
 mod curl;
 mod keygen;
@@ -56,6 +57,11 @@ enum Command {
     /// arrives.
     #[command(after_help = EXIT_CODES)]
     Curl(curl::CurlArgs),
+    /// Talk to a proxy's admin API: clients, revoke, unrevoke, reload, stats.
+    ///
+    /// Requests are signed with the admin key (purpose `admin`). The JSON
+    /// answer goes to stdout; a status of 400 or more exits 22.
+    Admin(admin::AdminArgs),
 }
 
 /// Parses the command line, runs the command, and reports any error.
@@ -67,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::ExportKeyId(args) => keygen::export_key_id(&args),
         Command::Sign(args) => sign::sign(&args),
         Command::Curl(args) => curl::curl(&args),
+        Command::Admin(args) => admin::admin(&args),
     };
     match outcome {
         Ok(exit) => exit.into(),
