@@ -61,12 +61,15 @@ pub fn signing_key_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
 /// §7, zeroed on drop): the form every tool reads. The v2 form with the
 /// public key attached is refused by OpenSSL 3 and Python's `cryptography`.
 pub fn signing_key_to_pem(key: &SigningKey) -> Result<Zeroizing<String>, KeyError> {
-    let v1 = KeypairBytes {
+    let mut v1 = KeypairBytes {
         secret_key: key.to_bytes(),
         public_key: None,
     };
-    v1.to_pkcs8_pem(Default::default())
-        .map_err(|_| KeyError::InvalidPem)
+    let pem = v1.to_pkcs8_pem(Default::default());
+    // The `ed25519` crate wipes this copy only with a feature we do not
+    // pull in; wipe it here.
+    zeroize::Zeroize::zeroize(&mut v1.secret_key);
+    pem.map_err(|_| KeyError::InvalidPem)
 }
 
 /// A short, stable, non-secret id for a master public key, for logs:
