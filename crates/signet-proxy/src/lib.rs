@@ -41,6 +41,7 @@ pub mod replay;
 pub mod revoke;
 pub mod secret;
 pub mod server;
+pub mod side;
 pub mod standin;
 pub mod target;
 
@@ -60,6 +61,9 @@ pub async fn check_config(config: &Config) -> Result<String, StartError> {
     let clients = clients::Clients::load(config.master_keys.clone(), config.keys_file.clone())?;
     forward::Forwarder::new(config)?;
     let replay = ReplayStore::for_config(config)?;
+    if config.redis_url.is_none() {
+        revoke::Revocations::memory(config.revocations_file.clone())?;
+    }
     Ok(format!(
         "{} trusted client(s), upstream {}, replay store {}",
         clients.current().len(),

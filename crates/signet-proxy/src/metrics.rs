@@ -6,8 +6,6 @@
 //! `--master-key`, or `-` before a signature verified; `method` is one of
 //! the seven or `OTHER`; `status` a three-digit code; `code` a spec code.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,9 +13,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -292,52 +287,32 @@ impl Metrics {
 }
 
 /// Serves `GET /metrics` on `listener` until the task is dropped; anything
-/// else is 404. Kept minimal: one small response per scrape.
+/// else is 404.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
+    crate::side::serve(listener, move |request: Request<hyper::body::Incoming>| {
         let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let metrics = Arc::clone(&metrics);
-                async move {
-                    let mut response = if request.uri().path() == "/metrics"
-                        && request.method() == Method::GET
-                    {
-                        let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
-                        response.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static(
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            ),
-                        );
-                        response
-                    } else {
-                        let mut response = Response::new(Full::new(Bytes::from_static(b"")));
-                        *response.status_mut() = StatusCode::NOT_FOUND;
-                        response
-                    };
+        async move {
+            let mut response =
+                if request.uri().path() == "/metrics" && request.method() == Method::GET {
+                    let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
                     response.headers_mut().insert(
-                        http::header::CACHE_CONTROL,
-                        http::HeaderValue::from_static("no-store"),
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
                     );
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(16 * 1024)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-/// Binds the metrics listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+                    response
+                } else {
+                    let mut response = Response::new(Full::new(Bytes::new()));
+                    *response.status_mut() = StatusCode::NOT_FOUND;
+                    response
+                };
+            response.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
+            response
+        }
+    })
+    .await;
 }

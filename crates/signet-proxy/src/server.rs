@@ -107,7 +107,7 @@ impl Server {
         )?);
         let admin = match (config.admin_listen, config.admin_key) {
             (Some(addr), Some(key)) => {
-                let listener = admin::bind(addr)
+                let listener = TcpListener::bind(addr)
                     .await
                     .map_err(|source| StartError::Bind { addr, source })?;
                 let admin = Admin::new(

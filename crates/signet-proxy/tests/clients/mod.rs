@@ -409,3 +409,82 @@ async fn a_revoked_client_or_ephemeral_key_is_unknown_until_unrevoked() {
     assert_eq!(stats.json()["revoked_ephemeral_keys"], 1);
     assert_eq!(admin.post("/reload", "").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_keys_file_of_the_running_binary() {
+    let upstream = signet_proxy::standin::StandIn::start(Some(crate::support::TOKEN))
+        .await
+        .expect("stand-in");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let alice = Signer::new();
+    let bob = Signer::new();
+    std::fs::write(&keys, client_entry("alice", &alice, "")).expect("write");
+    let port = crate::support::free_port().to_string();
+    let mut child = crate::binary(
+        &[
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--github-api",
+            &upstream.url(),
+            "--github-token",
+            crate::support::TOKEN,
+            "--keys-file",
+            &keys.display().to_string(),
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    crate::wait_until_healthy(addr, &mut child).await;
+    let pid = child.id();
+    let _running = crate::security::Running(child);
+    let signed = |signer: &Signer| {
+        let now = crate::now();
+        let claims = Claims {
+            exp: now + 300,
+            ts: now,
+            purpose: "test",
+        };
+        Request::get("/user").proof(signer.sign_with(claims, "GET", "/user", b""))
+    };
+
+    // Bob is added, but with the file's old modification time: only a
+    // SIGHUP makes the proxy read it again.
+    let modified = std::fs::metadata(&keys)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    std::fs::write(
+        &keys,
+        client_entry("alice", &alice, "") + &client_entry("bob", &bob, ""),
+    )
+    .expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(&keys)
+        .and_then(|file| file.set_modified(modified))
+        .expect("restore mtime");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_refused(
+        &crate::support::send(addr, &signed(&bob)).await,
+        ErrorCode::UnknownKey,
+    );
+
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    assert!(
+        eventually(async || crate::support::send(addr, &signed(&bob)).await.status == 200).await,
+        "bob is trusted after SIGHUP"
+    );
+    assert_eq!(
+        crate::support::send(addr, &signed(&alice)).await.status,
+        200
+    );
+}

@@ -514,7 +514,7 @@ async fn every_refusal_is_read_fully_before_the_connection_is_reused() {
 // ===========================================================================
 
 /// A started binary that is killed when the test ends, even by a panic.
-struct Running(std::process::Child);
+pub(crate) struct Running(pub(crate) std::process::Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
