@@ -148,7 +148,7 @@ impl Revocations {
                 timeout,
             } => {
                 let mut connection = connection.clone();
-                let mut command = match (change, revoke) {
+                let command = match (change, revoke) {
                     (Revocation::Client(name), true) => {
                         redis::cmd("SADD").arg(REDIS_CLIENTS).arg(name).clone()
                     }
@@ -169,7 +169,6 @@ impl Revocations {
                         .await
                         .map_err(|_| RevocationError("Redis timed out".to_owned()))?;
                 done.map_err(|e| RevocationError(format!("Redis: {e}")))?;
-                let _ = &mut command;
                 self.refresh(u64::MAX).await
             }
         }

@@ -488,3 +488,26 @@ async fn sighup_reloads_the_keys_file_of_the_running_binary() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_stale_admin_proof_is_refused_for_its_clock_not_its_key() {
+    let admin = AdminClient {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port())),
+        signer: Signer::new(),
+    };
+    let _env = Env::start_with(with_admin(&admin.signer, admin.addr.port())).await;
+    let stale = admin.signer.sign_with(
+        Claims {
+            ts: crate::support::NOW - 120,
+            purpose: "admin",
+            ..Claims::default()
+        },
+        "GET",
+        "/stats",
+        b"",
+    );
+    assert_refused(
+        &crate::support::send(admin.addr, &Request::get("/stats").proof(stale)).await,
+        ErrorCode::ClockSkew,
+    );
+}
