@@ -342,34 +342,14 @@ impl Config {
                 Some(RedisUrl::new(url))
             }
         };
-        config.metrics_listen = match args.metrics_listen.as_deref() {
-            None => None,
-            Some(addr) => Some(
-                addr.to_socket_addrs()
-                    .ok()
-                    .and_then(|mut addrs| addrs.next())
-                    .ok_or_else(|| {
-                        flag_error("metrics-listen", addr, "use HOST:PORT, e.g. 127.0.0.1:9090")
-                    })?,
-            ),
-        };
+        config.metrics_listen = side_listen("metrics-listen", args.metrics_listen.as_deref())?;
         config.admin_key = args
             .admin_key
             .as_deref()
             .map(|k| parse_public_key_hex(k.trim()))
             .transpose()
             .map_err(|e| flag_error("admin-key", "…", &e.to_string()))?;
-        config.admin_listen = match args.admin_listen.as_deref() {
-            None => None,
-            Some(addr) => Some(
-                addr.to_socket_addrs()
-                    .ok()
-                    .and_then(|mut addrs| addrs.next())
-                    .ok_or_else(|| {
-                        flag_error("admin-listen", addr, "use HOST:PORT, e.g. 127.0.0.1:9091")
-                    })?,
-            ),
-        };
+        config.admin_listen = side_listen("admin-listen", args.admin_listen.as_deref())?;
         if config.admin_listen.is_some() && config.admin_key.is_none() {
             return Err(flag_error(
                 "admin-listen",
@@ -411,6 +391,18 @@ fn listen_addr(host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
                 "not an IP address or a resolvable host name",
             )
         })
+}
+
+/// `HOST:PORT` of a side listener (admin, metrics), resolved once.
+fn side_listen(flag: &'static str, addr: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(Some)
+        .ok_or_else(|| flag_error(flag, addr, "use HOST:PORT, e.g. 127.0.0.1:9091"))
 }
 
 fn optional(duration: Duration) -> Option<Duration> {
