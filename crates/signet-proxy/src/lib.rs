@@ -11,12 +11,15 @@
 //! | module | concern |
 //! |---|---|
 //! | [`cli`], [`config`] | flags and environment → validated [`Config`] |
-//! | [`server`], [`connection`] | listener, HTTP/1.1 connections, timeouts, graceful shutdown |
+//! | [`server`], [`connection`] | listener, HTTP/1.1 connections, timeouts, graceful shutdown, reloads |
 //! | [`pipeline`] | the request path, stage by stage |
-//! | [`target`], [`health`], [`body`], [`policy`], [`replay`] | one stage each |
+//! | [`target`], [`health`], [`body`], [`policy`], [`rate`], [`replay`] | one stage each |
+//! | [`clients`], [`revoke`] | who is trusted (keys file, swapped at reload) and who is revoked |
 //! | [`forward`], [`links`] | header rewrite, the pooled upstream client, pagination links |
 //! | [`refusal`] | every refusal → its JSON response, in one place |
-//! | [`logging`], [`secret`], [`clock`] | logs, the redacted token, `now` |
+//! | [`logging`], [`metrics`] | one record per request: the JSON log line and the Prometheus counters |
+//! | [`admin`], [`side`] | the admin API, on a small listener of its own (metrics use one too) |
+//! | [`secret`], [`clock`] | the redacted token and Redis URL, `now` |
 //! | [`standin`], [`demo`] | a GitHub API stand-in, and the `demo` command |
 #![forbid(unsafe_code)]
 
