@@ -134,6 +134,10 @@ pub struct Args {
     )]
     pub redis_url_fallback: Option<String>,
 
+    /// CA certificates (PEM) to check a rediss:// server against, instead of the public web roots.
+    #[arg(global = true, long, env = "SIGNET_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
     /// Longest wait for one Redis command (connecting included); then the request gets 503.
     #[arg(global = true, long, default_value = "500ms")]
     pub redis_timeout: String,

@@ -65,6 +65,9 @@ pub struct Config {
     pub redis_url: Option<RedisUrl>,
     /// Longest wait for one Redis command, connecting included.
     pub redis_timeout: Duration,
+    /// CA certificates (PEM) a `rediss://` server is checked against,
+    /// instead of the public web roots.
+    pub redis_ca_file: Option<PathBuf>,
     /// Where `GET /metrics` is served (`None`: nowhere).
     pub metrics_listen: Option<SocketAddr>,
     /// Where the admin API listens (`None`: off); needs `admin_key`.
@@ -216,6 +219,7 @@ impl Config {
             replay_capacity: 1_000_000,
             redis_url: None,
             redis_timeout: Duration::from_millis(500),
+            redis_ca_file: None,
             metrics_listen: None,
             admin_listen: None,
             admin_key: None,
@@ -358,6 +362,7 @@ impl Config {
             ));
         }
         config.revocations_file = args.revocations_file.clone();
+        config.redis_ca_file = args.redis_ca_file.clone();
         config.redis_timeout = positive(
             "redis-timeout",
             &args.redis_timeout,

@@ -82,15 +82,9 @@ impl Server {
         let replay = ReplayStore::for_config(config)?;
         let replay_kind = replay.kind();
         let (rate, revocations) = match &config.redis_url {
-            Some(url) => (
-                RateLimiter::redis(
-                    connect_redis(url, config.redis_timeout)?,
-                    config.redis_timeout,
-                ),
-                Revocations::redis(
-                    connect_redis(url, config.redis_timeout)?,
-                    config.redis_timeout,
-                ),
+            Some(_) => (
+                RateLimiter::redis(connect_redis(config)?, config.redis_timeout),
+                Revocations::redis(connect_redis(config)?, config.redis_timeout),
             ),
             None => (
                 RateLimiter::local(),

@@ -53,7 +53,7 @@ impl ReplayStore {
     /// closed (and `/readyz` say so) until it is back.
     pub fn for_config(config: &Config) -> Result<Self, RedisSetupError> {
         Ok(match &config.redis_url {
-            Some(url) => ReplayStore::Redis(RedisReplayStore::new(url, config)?),
+            Some(_) => ReplayStore::Redis(RedisReplayStore::new(config)?),
             None => ReplayStore::Memory(MemoryReplayStore::for_config(config)),
         })
     }

@@ -19,7 +19,6 @@ use signet_core::{Limits, ReplayScope, VerifiedProof};
 use super::ReplayError;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::secret::RedisUrl;
 
 /// Prefix of every replay key in Redis, so the proxy can share a database.
 const KEY_PREFIX: &[u8] = b"signet:replay:";
@@ -29,10 +28,35 @@ const KEY_PREFIX: &[u8] = b"signet:replay:";
 #[error("invalid --redis-url: {0}")]
 pub struct RedisSetupError(String);
 
-/// A lazy, self-reconnecting connection to `url` (must be called within a
-/// Tokio runtime); `timeout` bounds connecting and each answer.
-pub fn connect(url: &RedisUrl, timeout: Duration) -> Result<ConnectionManager, RedisSetupError> {
-    let client = redis::Client::open(url.expose()).map_err(|e| RedisSetupError(e.to_string()))?;
+/// A lazy, self-reconnecting connection to the configured Redis (must be
+/// called within a Tokio runtime); `--redis-timeout` bounds connecting and
+/// each answer. With `--redis-ca-file`, a `rediss://` server is checked
+/// against that CA instead of the public web roots.
+pub fn connect(config: &Config) -> Result<ConnectionManager, RedisSetupError> {
+    let url = config
+        .redis_url
+        .as_ref()
+        .ok_or_else(|| RedisSetupError("no --redis-url".to_owned()))?;
+    let timeout = config.redis_timeout;
+    let client = match &config.redis_ca_file {
+        None => redis::Client::open(url.expose()),
+        Some(path) => {
+            let root_cert = std::fs::read(path).map_err(|e| {
+                RedisSetupError(format!(
+                    "cannot read --redis-ca-file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            redis::Client::build_with_tls(
+                url.expose(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            )
+        }
+    }
+    .map_err(|e| RedisSetupError(e.to_string()))?;
     let manager = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
@@ -70,10 +94,10 @@ impl std::fmt::Debug for RedisReplayStore {
 impl RedisReplayStore {
     /// A store on `url`; connects on first use (must be called within a
     /// Tokio runtime).
-    pub fn new(url: &RedisUrl, config: &Config) -> Result<Self, RedisSetupError> {
+    pub fn new(config: &Config) -> Result<Self, RedisSetupError> {
         let timeout = config.redis_timeout;
         Ok(RedisReplayStore {
-            connection: connect(url, timeout)?,
+            connection: connect(config)?,
             timeout,
             limits: config.limits(),
             clock: config.clock.clone(),

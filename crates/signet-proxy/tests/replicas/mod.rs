@@ -226,3 +226,41 @@ async fn a_revocation_made_on_one_replica_is_in_force_on_every_replica() {
     let refused = wait_for_status(replica.addr, signed, 401).await;
     assert_refused(&refused, ErrorCode::UnknownKey);
 }
+
+#[tokio::test]
+async fn rediss_connects_with_tls_checked_against_the_configured_ca() {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("cert");
+    let (cert_file, key_file) = (dir.path().join("redis.crt"), dir.path().join("redis.key"));
+    std::fs::write(&cert_file, cert.pem()).expect("write cert");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+    let redis = RedisServer::start_tls(&cert_file, &key_file).await;
+    assert!(redis.url().starts_with("rediss://"));
+
+    let ca = cert_file.clone();
+    let env = Env::start_with(|config| {
+        config.redis_url = Some(RedisUrl::new(redis.url()));
+        config.redis_ca_file = Some(ca);
+    })
+    .await;
+    let request = Request::get("/user").proof(env.signer.sign("GET", "/user", b""));
+    let first = env.send(&request).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_refused(&env.send(&request).await, ErrorCode::ReplayDetected);
+
+    // Without the CA, the server's certificate is not trusted: fail closed.
+    let mut untrusted = config(&env.upstream.url(), &env.signer);
+    untrusted.redis_url = Some(RedisUrl::new(redis.url()));
+    let proxy = RunningProxy::start(&untrusted).await;
+    let request = Request::get("/user").proof(env.signer.sign("GET", "/user", b""));
+    assert_refused(
+        &send(proxy.addr, &request).await,
+        ErrorCode::ReplayStoreUnavailable,
+    );
+}

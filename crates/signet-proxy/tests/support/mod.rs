@@ -309,6 +309,7 @@ pub struct RedisServer {
     /// Its port.
     pub port: u16,
     password: Option<String>,
+    tls: bool,
     child: Option<std::process::Child>,
 }
 
@@ -325,9 +326,43 @@ impl RedisServer {
 
     /// Starts one on `port` (to bring a stopped server back where it was).
     pub async fn start_on(port: u16, password: Option<String>) -> RedisServer {
+        Self::spawn(port, password, &[]).await
+    }
+
+    /// Starts one that speaks TLS only, with this certificate and key (PEM
+    /// files); clients need no certificate of their own.
+    pub async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> RedisServer {
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let port = free_port().to_string();
+        let args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &cert,
+            "--tls-auth-clients",
+            "no",
+        ];
+        let mut server = Self::spawn(port.parse().expect("port"), None, &args).await;
+        server.tls = true;
+        server
+    }
+
+    async fn spawn(port: u16, password: Option<String>, extra: &[&str]) -> RedisServer {
         let mut command = std::process::Command::new("redis-server");
+        let listen = if extra.is_empty() {
+            vec!["--port".to_owned(), port.to_string()]
+        } else {
+            extra.iter().map(|a| (*a).to_owned()).collect()
+        };
         command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -340,6 +375,7 @@ impl RedisServer {
         let server = RedisServer {
             port,
             password,
+            tls: false,
             child: Some(child),
         };
         for _ in 0..200 {
@@ -351,8 +387,11 @@ impl RedisServer {
         panic!("redis-server did not listen on {port}");
     }
 
-    /// `redis://[:password@]127.0.0.1:port`.
+    /// `redis://[:password@]127.0.0.1:port`, or `rediss://localhost:port`.
     pub fn url(&self) -> String {
+        if self.tls {
+            return format!("rediss://localhost:{}", self.port);
+        }
         match &self.password {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
