@@ -35,6 +35,8 @@ pub enum ErrorCode {
     ForbiddenByPolicy,
     /// The client is over its rate limit (product code).
     RateLimited,
+    /// The proxy holds no usable GitHub token yet (product code).
+    UpstreamCredentialsUnavailable,
     /// §5 step 11: `(ek, n)` was seen before.
     ReplayDetected,
     /// §5: the replay store cannot be reached or is full (fail closed).
@@ -75,6 +77,7 @@ impl ErrorCode {
             Self::PurposeMismatch => "PURPOSE_MISMATCH",
             Self::ForbiddenByPolicy => "FORBIDDEN_BY_POLICY",
             Self::RateLimited => "RATE_LIMITED",
+            Self::UpstreamCredentialsUnavailable => "UPSTREAM_CREDENTIALS_UNAVAILABLE",
             Self::ReplayDetected => "REPLAY_DETECTED",
             Self::ReplayStoreUnavailable => "REPLAY_STORE_UNAVAILABLE",
             Self::InvalidRequestTarget => "INVALID_REQUEST_TARGET",
@@ -105,9 +108,10 @@ impl ErrorCode {
             Self::RequestTooLarge => 413,
             Self::RateLimited => 429,
             Self::BadGateway => 502,
-            Self::ReplayStoreUnavailable | Self::BodyBudgetExhausted | Self::TooManyConnections => {
-                503
-            }
+            Self::ReplayStoreUnavailable
+            | Self::BodyBudgetExhausted
+            | Self::TooManyConnections
+            | Self::UpstreamCredentialsUnavailable => 503,
             Self::GatewayTimeout => 504,
         }
     }
@@ -129,6 +133,9 @@ impl ErrorCode {
             Self::ForbiddenByPolicy => "No rule of this client allows this request.",
             Self::RateLimited => {
                 "This client is over its rate limit; retry after Retry-After seconds."
+            }
+            Self::UpstreamCredentialsUnavailable => {
+                "The proxy holds no usable GitHub credential yet; the request was not forwarded."
             }
             Self::ReplayDetected => "This request has already been processed.",
             Self::ReplayStoreUnavailable => {
@@ -156,7 +163,10 @@ impl ErrorCode {
     pub const fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::ReplayStoreUnavailable | Self::BodyBudgetExhausted | Self::TooManyConnections
+            Self::ReplayStoreUnavailable
+                | Self::BodyBudgetExhausted
+                | Self::TooManyConnections
+                | Self::UpstreamCredentialsUnavailable
         )
     }
 

@@ -52,6 +52,22 @@ pub struct Args {
     #[arg(global = true, long, env = "SIGNET_KEYS_FILE")]
     pub keys_file: Option<std::path::PathBuf>,
 
+    /// A file holding the shared GitHub token, re-read when it changes (secret mounts, rotators).
+    #[arg(global = true, long, env = "GITHUB_TOKEN_FILE")]
+    pub github_token_file: Option<std::path::PathBuf>,
+
+    /// GitHub App id: the proxy mints installation tokens itself and rotates them.
+    #[arg(global = true, long, env = "GITHUB_APP_ID")]
+    pub github_app_id: Option<u64>,
+
+    /// GitHub App private key (PEM, PKCS#1 as GitHub issues it, or PKCS#8).
+    #[arg(global = true, long, env = "GITHUB_APP_PRIVATE_KEY_FILE")]
+    pub github_app_key: Option<std::path::PathBuf>,
+
+    /// GitHub App installation id whose token is used.
+    #[arg(global = true, long, env = "GITHUB_INSTALLATION_ID")]
+    pub github_installation_id: Option<u64>,
+
     /// The shared GitHub token injected into forwarded requests.
     #[arg(global = true, long, env = "GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<String>,

@@ -13,6 +13,7 @@ use http::{HeaderValue, Uri};
 use signet_core::{parse_public_key_hex, Limits, Purpose, VerifyingKey};
 
 use crate::clock::Clock;
+use crate::credentials::{AppCredential, CredentialSource};
 use crate::secret::{GitHubToken, RedisUrl};
 use crate::Args;
 
@@ -27,8 +28,8 @@ pub struct Config {
     pub master_keys: Vec<VerifyingKey>,
     /// The trusted-keys file: one named client per key, with its policy.
     pub keys_file: Option<PathBuf>,
-    /// The shared GitHub token.
-    pub github_token: GitHubToken,
+    /// Where the shared GitHub credential comes from.
+    pub credential: CredentialSource,
     /// Log level filter.
     pub log_level: tracing::Level,
     /// Health check path.
@@ -162,6 +163,9 @@ pub enum ConfigError {
     /// The GitHub token cannot be sent in a header.
     #[error("invalid github token: it must be visible ASCII without spaces")]
     GitHubTokenInvalid,
+    /// More than one upstream credential source, or an App without all its flags.
+    #[error("{0}")]
+    Credential(&'static str),
     /// The upstream URL is unusable.
     #[error("invalid --github-api URL {0:?}: {1}")]
     UpstreamUrl(String, String),
@@ -196,12 +200,21 @@ impl Config {
         master_keys: Vec<VerifyingKey>,
         github_token: GitHubToken,
     ) -> Self {
+        Self::with_credential(upstream, master_keys, CredentialSource::Token(github_token))
+    }
+
+    /// The same, with any credential source (a token file, a GitHub App).
+    pub fn with_credential(
+        upstream: Upstream,
+        master_keys: Vec<VerifyingKey>,
+        credential: CredentialSource,
+    ) -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             upstream,
             master_keys,
             keys_file: None,
-            github_token,
+            credential,
             log_level: tracing::Level::INFO,
             health_path: "/healthz".to_owned(),
             read_timeout: Some(Duration::from_secs(30)),
@@ -247,16 +260,10 @@ impl Config {
             })
             .transpose()?
             .unwrap_or_default();
-        let token = args
-            .github_token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ConfigError::GitHubTokenMissing)?;
-        let github_token = GitHubToken::new(token).ok_or(ConfigError::GitHubTokenInvalid)?;
+        let credential = credential_source(args)?;
         let upstream = Upstream::parse(&args.github_api)?;
 
-        let mut config = Config::new(upstream, master_keys, github_token);
+        let mut config = Config::with_credential(upstream, master_keys, credential);
         config.keys_file = args.keys_file.clone();
         config.listen = listen_addr(&args.listen, args.port)?;
         config.log_level = args.log_level.parse().map_err(|_| {
@@ -396,6 +403,49 @@ fn listen_addr(host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
                 "not an IP address or a resolvable host name",
             )
         })
+}
+
+/// Exactly one of a token, a token file, or a GitHub App (all three flags).
+fn credential_source(args: &Args) -> Result<CredentialSource, ConfigError> {
+    let token = args
+        .github_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let app = [
+        args.github_app_id.is_some(),
+        args.github_app_key.is_some(),
+        args.github_installation_id.is_some(),
+    ];
+    let sources = usize::from(token.is_some())
+        + usize::from(args.github_token_file.is_some())
+        + usize::from(app.iter().any(|set| *set));
+    if sources > 1 {
+        return Err(ConfigError::Credential(
+            "choose one GitHub credential: --github-token, --github-token-file, or the --github-app-* flags",
+        ));
+    }
+    if let Some(token) = token {
+        return GitHubToken::new(token)
+            .map(CredentialSource::Token)
+            .ok_or(ConfigError::GitHubTokenInvalid);
+    }
+    if let Some(path) = &args.github_token_file {
+        return Ok(CredentialSource::TokenFile(path.clone()));
+    }
+    match (&args.github_app_id, &args.github_app_key, &args.github_installation_id) {
+        (Some(app_id), Some(key_file), Some(installation_id)) => {
+            Ok(CredentialSource::App(AppCredential {
+                app_id: *app_id,
+                key_file: key_file.clone(),
+                installation_id: *installation_id,
+            }))
+        }
+        (None, None, None) => Err(ConfigError::GitHubTokenMissing),
+        _ => Err(ConfigError::Credential(
+            "a GitHub App needs all of --github-app-id, --github-app-key and --github-installation-id",
+        )),
+    }
 }
 
 /// `HOST:PORT` of a side listener (admin, metrics), resolved once.
@@ -585,6 +635,46 @@ mod tests {
         .ok();
         let chosen = both.and_then(|c| c.redis_url).map(|u| u.to_string());
         assert_eq!(chosen.as_deref(), Some("redis://a"));
+    }
+
+    #[test]
+    fn exactly_one_github_credential_source_is_configured() {
+        let with = |extra: &[&str]| {
+            let base = ["--master-key", KEY];
+            Config::from_args(&args(&[&base[..], extra].concat()))
+        };
+        let both = with(&["--github-token", "t", "--github-token-file", "/run/token"]);
+        assert!(both
+            .err()
+            .is_some_and(|e| e.to_string().starts_with("choose one GitHub credential")));
+        let partial = with(&["--github-app-id", "1", "--github-installation-id", "2"]);
+        assert!(partial
+            .err()
+            .is_some_and(|e| e.to_string().contains("--github-app-key")));
+        let app = with(&[
+            "--github-app-id",
+            "1",
+            "--github-app-key",
+            "/k.pem",
+            "--github-installation-id",
+            "2",
+        ]);
+        assert!(matches!(
+            app.map(|c| c.credential),
+            Ok(CredentialSource::App(_))
+        ));
+        let file = with(&["--github-token-file", "/run/token"]);
+        assert!(matches!(
+            file.map(|c| c.credential),
+            Ok(CredentialSource::TokenFile(_))
+        ));
+        assert_eq!(
+            with(&["--github-token", " "])
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("github token required: set --github-token or GITHUB_TOKEN")
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use signet_core::{ErrorCode, VerifiedProof};
 
 use crate::body::{BufferedBody, ProxyBody};
 use crate::config::{Config, Upstream};
+use crate::credentials::Credentials;
 use crate::links::LinkRewriter;
 use crate::refusal::Refusal;
 
@@ -66,14 +67,16 @@ pub enum ForwardSetupError {
     Tls(#[from] rustls::Error),
 }
 
+/// The pooled HTTP/1.1 client to the upstream (rustls).
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// Sends verified requests to the upstream over a pooled keep-alive client.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: UpstreamClient,
     upstream: Arc<Upstream>,
-    authorization: HeaderValue,
-    /// Finds the token in response headers an upstream might echo.
-    token: memmem::Finder<'static>,
+    /// The token to inject, kept fresh by its own task.
+    credentials: Arc<Credentials>,
     timeout: Duration,
     links: Option<LinkRewriter>,
 }
@@ -90,7 +93,7 @@ impl std::fmt::Debug for Forwarder {
 impl Forwarder {
     /// Builds the upstream client: rustls with the public web roots plus any
     /// extra CA file, HTTP/1.1 with keep-alive pooling.
-    pub fn new(config: &Config) -> Result<Self, ForwardSetupError> {
+    pub fn new(config: &Config, credentials: Arc<Credentials>) -> Result<Self, ForwardSetupError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = &config.upstream_ca_file {
@@ -134,8 +137,7 @@ impl Forwarder {
         Ok(Forwarder {
             client,
             upstream: Arc::new(config.upstream.clone()),
-            authorization: config.github_token.authorization().clone(),
-            token: memmem::Finder::new(config.github_token.token_bytes()).into_owned(),
+            credentials,
             timeout: config.upstream_timeout,
             links: config
                 .public_url
@@ -163,9 +165,17 @@ impl Forwarder {
         body: BufferedBody,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let uri = upstream_uri(&self.upstream, target)?;
+        let Some(credential) = self.credentials.current() else {
+            return Err(Refusal::new(ErrorCode::UpstreamCredentialsUnavailable)
+                .with_detail("no usable GitHub token is held yet"));
+        };
         let client_framed_a_body = parts.headers.contains_key(CONTENT_LENGTH)
             || parts.headers.contains_key(TRANSFER_ENCODING);
-        rewrite_request_headers(&mut parts.headers, &self.upstream, &self.authorization);
+        rewrite_request_headers(
+            &mut parts.headers,
+            &self.upstream,
+            &credential.authorization,
+        );
         // The pooled connection's next request carries the token: it must not
         // depend on the upstream parsing the client's framing (`010`,
         // `0000…10`) the way we did. Only the length we verified goes out.
@@ -199,6 +209,10 @@ impl Forwarder {
         drop(body);
 
         let (mut parts, body) = response.into_parts();
+        if parts.status == http::StatusCode::UNAUTHORIZED {
+            // An expired or revoked installation token: get a new one now.
+            self.credentials.rejected();
+        }
         if parts.status.is_informational() {
             // We never ask for an upgrade (Upgrade is stripped), so a 101 or
             // any other 1xx as a final answer is an upstream fault.
@@ -212,7 +226,7 @@ impl Forwarder {
             parts.headers.remove(CONTENT_LENGTH);
         }
         remove_hop_by_hop(&mut parts.headers);
-        self.drop_echoed_token(&mut parts.headers);
+        drop_echoed_token(&credential.finder, &mut parts.headers);
         if let Some(links) = &self.links {
             links.rewrite(&mut parts.headers);
         }
@@ -222,15 +236,27 @@ impl Forwarder {
         ))
     }
 
-    /// An upstream that echoes request headers would hand the token to the
-    /// client: every response header carrying it is dropped (and logged,
-    /// without the token).
-    fn drop_echoed_token(&self, headers: &mut HeaderMap) {
+    /// The client the forwarder uses, for the credential task's exchanges.
+    pub fn client(&self) -> UpstreamClient {
+        self.client.clone()
+    }
+
+    /// The upstream.
+    pub fn upstream(&self) -> Arc<Upstream> {
+        Arc::clone(&self.upstream)
+    }
+}
+
+/// An upstream that echoes request headers would hand the token to the
+/// client: every response header carrying it is dropped (and logged, without
+/// the token).
+fn drop_echoed_token(token: &memmem::Finder<'_>, headers: &mut HeaderMap) {
+    {
         let leaking: Vec<HeaderName> = headers
             .iter()
             .filter(|(name, value)| {
-                self.token.find(value.as_bytes()).is_some()
-                    || self.token.find(name.as_str().as_bytes()).is_some()
+                token.find(value.as_bytes()).is_some()
+                    || token.find(name.as_str().as_bytes()).is_some()
             })
             .map(|(name, _)| name.clone())
             .collect();

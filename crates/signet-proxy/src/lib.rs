@@ -30,6 +30,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod credentials;
 pub mod demo;
 pub mod forward;
 pub mod health;
@@ -62,7 +63,9 @@ pub use server::{shutdown_signal, Server, StartError};
 /// Returns a one-line summary.
 pub async fn check_config(config: &Config) -> Result<String, StartError> {
     let clients = clients::Clients::load(config.master_keys.clone(), config.keys_file.clone())?;
-    forward::Forwarder::new(config)?;
+    let credentials =
+        std::sync::Arc::new(credentials::Credentials::new(config.credential.clone())?);
+    forward::Forwarder::new(config, credentials)?;
     let replay = ReplayStore::for_config(config)?;
     if config.redis_url.is_none() {
         revoke::Revocations::memory(config.revocations_file.clone())?;

@@ -21,6 +21,7 @@ use crate::body::{self, BodyBudget, ProxyBody};
 use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::forward::{ForwardSetupError, Forwarder};
 use crate::health;
 use crate::logging::{LoggedBody, RequestLog};
@@ -41,6 +42,7 @@ pub type ResponseBody = LoggedBody<ProxyBody>;
 #[derive(Debug)]
 pub struct Proxy {
     metrics: Arc<Metrics>,
+    credentials: Arc<Credentials>,
     clients: Arc<Clients>,
     revocations: Arc<Revocations>,
     rate: RateLimiter,
@@ -64,6 +66,7 @@ impl Proxy {
         revocations: Arc<Revocations>,
         replay: ReplayStore,
         rate: RateLimiter,
+        credentials: Arc<Credentials>,
     ) -> Result<Self, ForwardSetupError> {
         Ok(Proxy {
             metrics: Arc::new(Metrics::new()),
@@ -75,13 +78,24 @@ impl Proxy {
             verifier: Verifier::new([], config.limits()),
             replay,
             policy: Policy::new(config.allowed_purposes.clone()),
-            forwarder: Forwarder::new(config)?,
+            credentials: Arc::clone(&credentials),
+            forwarder: Forwarder::new(config, credentials)?,
             clock: config.clock.clone(),
             health_path: config.health_path.clone(),
             max_body_size: config.max_body_size,
             body_budget: BodyBudget::new(config.body_buffer_budget),
             read_timeout: config.read_timeout,
         })
+    }
+
+    /// The forwarder (its client and upstream serve the credential task too).
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
+    }
+
+    /// The upstream credential.
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.credentials
     }
 
     /// The proxy's clock.
@@ -149,7 +163,7 @@ impl Proxy {
         }
         if health::matches(&parts.method, uri.path(), health::READY_PATH) {
             log.health();
-            let ready = self.replay.ready().await.is_ok();
+            let ready = self.credentials.ready() && self.replay.ready().await.is_ok();
             return Ok(health::readiness(ready, head));
         }
 

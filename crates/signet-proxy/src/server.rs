@@ -22,6 +22,7 @@ use crate::admin::{self, Admin};
 use crate::clients::{Clients, KeysFileError};
 use crate::config::Config;
 use crate::connection::{self, Timeouts};
+use crate::credentials::{CredentialError, Credentials};
 use crate::forward::ForwardSetupError;
 use crate::metrics::{self, Metrics};
 use crate::pipeline::Proxy;
@@ -54,6 +55,9 @@ pub enum StartError {
     /// The revocations file could not be read.
     #[error(transparent)]
     Revocations(#[from] RevocationError),
+    /// The upstream credential cannot be used (an unreadable App key).
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
 }
 
 /// A bound, not yet running proxy server.
@@ -92,12 +96,14 @@ impl Server {
             ),
         };
         let revocations = Arc::new(revocations);
+        let credentials = Arc::new(Credentials::new(config.credential.clone())?);
         let proxy = Arc::new(Proxy::new(
             config,
             Arc::clone(&clients),
             Arc::clone(&revocations),
             replay,
             rate,
+            credentials,
         )?);
         let admin = match (config.admin_listen, config.admin_key) {
             (Some(addr), Some(key)) => {
@@ -168,6 +174,10 @@ impl Server {
         let _reloads = AbortOnDrop(tokio::spawn(watch_keys_file(
             Arc::clone(&self.clients),
             Arc::clone(self.proxy.metrics()),
+        )));
+        let _credentials = AbortOnDrop(tokio::spawn(Arc::clone(self.proxy.credentials()).run(
+            self.proxy.forwarder().client(),
+            self.proxy.forwarder().upstream(),
         )));
         let _admin = self
             .admin

@@ -62,14 +62,84 @@ pub struct StandIn {
     scheme: &'static str,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     gate: Arc<tokio::sync::Notify>,
+    issued: Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
 }
 
 struct State {
     token: Option<String>,
+    /// GitHub App mode: tokens are issued at the access-token endpoint.
+    app: Option<AppIssuer>,
     gate: Arc<tokio::sync::Notify>,
     base: String,
     recorded: Arc<Mutex<Vec<Recorded>>>,
+    issued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A GitHub App installation's token issuer.
+struct AppIssuer {
+    key: jsonwebtoken::DecodingKey,
+    app_id: u64,
+    installation_id: u64,
+    ttl: Duration,
+    /// Tokens and when they expire.
+    issued: Mutex<Vec<(String, std::time::SystemTime)>>,
+}
+
+impl AppIssuer {
+    /// 201 with a new token, if the request carries a valid App JWT.
+    fn grant(
+        &self,
+        headers: &HeaderMap,
+        issued: &std::sync::atomic::AtomicUsize,
+    ) -> Response<StandInBody> {
+        let jwt = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+        validation.set_issuer(&[self.app_id.to_string()]);
+        if jsonwebtoken::decode::<serde_json::Value>(jwt, &self.key, &validation).is_err() {
+            return json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"message":"A JSON web token could not be decoded"}"#,
+            );
+        }
+        let mut random = [0u8; 20];
+        if getrandom::fill(&mut random).is_err() {
+            return json(StatusCode::INTERNAL_SERVER_ERROR, "{}");
+        }
+        let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let token = format!("ghs_{token}");
+        let expires = std::time::SystemTime::now() + self.ttl;
+        if let Ok(mut list) = self.issued.lock() {
+            list.push((token.clone(), expires));
+        }
+        issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let expires_at = humantime::format_rfc3339_seconds(expires);
+        json(
+            StatusCode::CREATED,
+            &format!(r#"{{"token":"{token}","expires_at":"{expires_at}"}}"#),
+        )
+    }
+
+    fn accepts(&self, headers: &HeaderMap) -> bool {
+        let given = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let now = std::time::SystemTime::now();
+        self.issued
+            .lock()
+            .map(|list| {
+                list.iter()
+                    .any(|(token, expires)| token == given && *expires > now)
+            })
+            .unwrap_or(false)
+    }
 }
 
 impl StandIn {
@@ -77,6 +147,34 @@ impl StandIn {
     /// must carry `Authorization: Bearer <token>`.
     pub async fn start(token: Option<&str>) -> io::Result<StandIn> {
         Self::start_with(token, None).await
+    }
+
+    /// Starts a stand-in that acts as a GitHub App's installation: `POST
+    /// /app/installations/{id}/access_tokens` checks the App JWT (RS256,
+    /// under `app_public_pem`, `iss` = `app_id`) and answers 201 with a new
+    /// token valid for `ttl`; API requests must carry a token it issued that
+    /// has not expired (else 401, as GitHub answers).
+    pub async fn start_app(
+        app_public_pem: &[u8],
+        app_id: u64,
+        installation_id: u64,
+        ttl: Duration,
+    ) -> io::Result<StandIn> {
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(app_public_pem)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let app = AppIssuer {
+            key,
+            app_id,
+            installation_id,
+            ttl,
+            issued: Mutex::new(Vec::new()),
+        };
+        Self::start_inner(None, None, Some(app)).await
+    }
+
+    /// Tokens issued in App mode so far.
+    pub fn issued_tokens(&self) -> usize {
+        self.issued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Starts an HTTPS stand-in with the given rustls server configuration.
@@ -91,13 +189,24 @@ impl StandIn {
         token: Option<&str>,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> io::Result<StandIn> {
+        Self::start_inner(token, tls, None).await
+    }
+
+    async fn start_inner(
+        token: Option<&str>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        app: Option<AppIssuer>,
+    ) -> io::Result<StandIn> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(tokio::sync::Notify::new());
+        let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let state = Arc::new(State {
             token: token.map(str::to_owned),
+            app,
+            issued: Arc::clone(&issued),
             gate: Arc::clone(&gate),
             base: format!("{scheme}://{addr}"),
             recorded: Arc::clone(&recorded),
@@ -138,6 +247,7 @@ impl StandIn {
             scheme,
             recorded,
             gate,
+            issued,
             task,
         })
     }
@@ -192,6 +302,15 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
         });
     }
 
+    if let Some(app) = &state.app {
+        let exchange = format!("/app/installations/{}/access_tokens", app.installation_id);
+        if parts.method == http::Method::POST && parts.uri.path() == exchange {
+            return app.grant(&parts.headers, &state.issued);
+        }
+        if !app.accepts(&parts.headers) {
+            return json(StatusCode::UNAUTHORIZED, r#"{"message":"Bad credentials"}"#);
+        }
+    }
     if let Some(token) = &state.token {
         let expected = format!("Bearer {token}");
         let given = parts

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod clients;
+mod credentials;
 mod replicas;
 mod security;
 mod support;

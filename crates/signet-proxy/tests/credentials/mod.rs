@@ -1,0 +1,165 @@
+//! The upstream credential: a token file that rotates underneath the proxy,
+//! and a GitHub App whose short-lived installation tokens are minted and
+//! rotated by the proxy under load.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use signet_core::ErrorCode;
+use signet_proxy::credentials::{AppCredential, CredentialSource};
+use signet_proxy::standin::StandIn;
+
+use crate::support::{
+    assert_refused, config, raw_upstream, send, Request, RunningProxy, Signer, TOKEN,
+};
+
+fn openssl(args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl must be installed (scripts/test installs it)");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+/// An App key as GitHub issues it (PKCS#1 PEM) and its public key.
+fn app_key(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
+    let key = dir.join("app.pem");
+    let public = dir.join("app.pub");
+    let (key_s, public_s) = (key.display().to_string(), public.display().to_string());
+    openssl(&["genrsa", "-traditional", "-out", &key_s, "2048"]);
+    openssl(&["rsa", "-in", &key_s, "-pubout", "-out", &public_s]);
+    let pem = std::fs::read_to_string(&key).expect("key");
+    assert!(
+        pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "PKCS#1, as GitHub issues it"
+    );
+    (key, std::fs::read(&public).expect("public key"))
+}
+
+async fn wait_ready(proxy: &RunningProxy) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if send(proxy.addr, &Request::get("/readyz")).await.status == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_installation_tokens_rotate_under_load_with_no_failed_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key_file, public) = app_key(dir.path());
+    let upstream = StandIn::start_app(&public, 4242, 77, Duration::from_secs(3))
+        .await
+        .expect("stand-in");
+    let signer = Signer::new();
+    let mut config = config(&upstream.url(), &signer);
+    config.credential = CredentialSource::App(AppCredential {
+        app_id: 4242,
+        key_file,
+        installation_id: 77,
+    });
+    let proxy = RunningProxy::start(&config).await;
+    assert!(wait_ready(&proxy).await, "ready once a token is held");
+
+    let started = Instant::now();
+    let mut served = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        let reply = send(
+            proxy.addr,
+            &Request::get("/user").proof(signer.sign("GET", "/user", b"")),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "request {served}: {}", reply.text());
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served > 50);
+    assert!(
+        upstream.issued_tokens() >= 3,
+        "3 s tokens over 8 s were rotated: {} issued",
+        upstream.issued_tokens()
+    );
+}
+
+#[tokio::test]
+async fn an_exchange_that_does_not_answer_201_never_hands_out_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key_file, _) = app_key(dir.path());
+    // A peer proxy shipped a fail-open bug by accepting 200 here.
+    let upstream = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 58\r\n\r\n{\"token\":\"ghs_x\",\"expires_at\":\"2099-01-01T00:00:00Z\"}    ",
+    )
+    .await;
+    let signer = Signer::new();
+    let mut config = config(&format!("http://{upstream}"), &signer);
+    config.credential = CredentialSource::App(AppCredential {
+        app_id: 1,
+        key_file,
+        installation_id: 2,
+    });
+    let proxy = RunningProxy::start(&config).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(send(proxy.addr, &Request::get("/readyz")).await.status, 503);
+    let reply = send(
+        proxy.addr,
+        &Request::get("/user").proof(signer.sign("GET", "/user", b"")),
+    )
+    .await;
+    assert_refused(&reply, ErrorCode::UpstreamCredentialsUnavailable);
+}
+
+#[tokio::test]
+async fn a_token_file_is_picked_up_when_it_appears_and_when_its_symlink_is_swapped() {
+    let upstream = StandIn::start(Some(TOKEN)).await.expect("stand-in");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Kubernetes' layout: token -> ..data/token, ..data -> a versioned dir.
+    let token = dir.path().join("token");
+    std::os::unix::fs::symlink(dir.path().join("..data").join("token"), &token).expect("symlink");
+    let signer = Signer::new();
+    let mut config = config(&upstream.url(), &signer);
+    config.credential = CredentialSource::TokenFile(token.clone());
+    let proxy = RunningProxy::start(&config).await;
+    let signed = || Request::get("/user").proof(signer.sign("GET", "/user", b""));
+
+    // No file yet: not ready, and nothing is forwarded without a token.
+    assert_eq!(send(proxy.addr, &Request::get("/readyz")).await.status, 503);
+    assert_refused(
+        &send(proxy.addr, &signed()).await,
+        ErrorCode::UpstreamCredentialsUnavailable,
+    );
+    assert!(upstream.requests().is_empty());
+
+    let swap_to = |version: &str, content: &str| {
+        let versioned = dir.path().join(version);
+        std::fs::create_dir_all(&versioned).expect("dir");
+        std::fs::write(versioned.join("token"), content).expect("write");
+        let next = dir.path().join("..data_tmp");
+        let _ = std::fs::remove_file(&next);
+        std::os::unix::fs::symlink(&versioned, &next).expect("symlink");
+        std::fs::rename(&next, dir.path().join("..data")).expect("atomic swap");
+    };
+    swap_to("v1", "ghs_an_old_token\n");
+    assert!(wait_ready(&proxy).await);
+    assert_eq!(
+        send(proxy.addr, &signed()).await.status,
+        401,
+        "the stand-in refuses the old token"
+    );
+
+    // The rotator swaps in the current token (with surrounding whitespace).
+    swap_to("v2", &format!("  {TOKEN}\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = 0;
+    while Instant::now() < deadline {
+        status = send(proxy.addr, &signed()).await.status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200, "picked up within 5 s");
+}
