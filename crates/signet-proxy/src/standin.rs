@@ -58,6 +58,7 @@ pub struct Recorded {
 /// A running stand-in; stops when dropped.
 #[derive(Debug)]
 pub struct StandIn {
+    app: Option<Arc<AppIssuer>>,
     addr: SocketAddr,
     scheme: &'static str,
     recorded: Arc<Mutex<Vec<Recorded>>>,
@@ -69,7 +70,7 @@ pub struct StandIn {
 struct State {
     token: Option<String>,
     /// GitHub App mode: tokens are issued at the access-token endpoint.
-    app: Option<AppIssuer>,
+    app: Option<Arc<AppIssuer>>,
     gate: Arc<tokio::sync::Notify>,
     base: String,
     recorded: Arc<Mutex<Vec<Recorded>>>,
@@ -84,6 +85,15 @@ struct AppIssuer {
     ttl: Duration,
     /// Tokens and when they expire.
     issued: Mutex<Vec<(String, std::time::SystemTime)>>,
+}
+
+impl std::fmt::Debug for AppIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppIssuer")
+            .field("app_id", &self.app_id)
+            .field("installation_id", &self.installation_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppIssuer {
@@ -172,6 +182,15 @@ impl StandIn {
         Self::start_inner(None, None, Some(app)).await
     }
 
+    /// App mode: every token issued so far stops working (GitHub then answers 401).
+    pub fn revoke_issued_tokens(&self) {
+        if let Some(app) = &self.app {
+            if let Ok(mut list) = app.issued.lock() {
+                list.clear();
+            }
+        }
+    }
+
     /// Tokens issued in App mode so far.
     pub fn issued_tokens(&self) -> usize {
         self.issued.load(std::sync::atomic::Ordering::Relaxed)
@@ -197,6 +216,7 @@ impl StandIn {
         tls: Option<tokio_rustls::TlsAcceptor>,
         app: Option<AppIssuer>,
     ) -> io::Result<StandIn> {
+        let app = app.map(Arc::new);
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -205,7 +225,7 @@ impl StandIn {
         let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let state = Arc::new(State {
             token: token.map(str::to_owned),
-            app,
+            app: app.clone(),
             issued: Arc::clone(&issued),
             gate: Arc::clone(&gate),
             base: format!("{scheme}://{addr}"),
@@ -243,6 +263,7 @@ impl StandIn {
             }
         });
         Ok(StandIn {
+            app,
             addr,
             scheme,
             recorded,

@@ -163,3 +163,40 @@ async fn a_token_file_is_picked_up_when_it_appears_and_when_its_symlink_is_swapp
     }
     assert_eq!(status, 200, "picked up within 5 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_from_github_makes_the_proxy_fetch_a_new_installation_token_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key_file, public) = app_key(dir.path());
+    // Hour-long tokens: without the 401, no refresh would come for 48 minutes.
+    let upstream = StandIn::start_app(&public, 9, 10, Duration::from_secs(3600))
+        .await
+        .expect("stand-in");
+    let signer = Signer::new();
+    let mut config = config(&upstream.url(), &signer);
+    config.credential = CredentialSource::App(AppCredential {
+        app_id: 9,
+        key_file,
+        installation_id: 10,
+    });
+    let proxy = RunningProxy::start(&config).await;
+    assert!(wait_ready(&proxy).await);
+    let signed = || Request::get("/user").proof(signer.sign("GET", "/user", b""));
+    assert_eq!(send(proxy.addr, &signed()).await.status, 200);
+    assert_eq!(upstream.issued_tokens(), 1);
+
+    upstream.revoke_issued_tokens();
+    assert_eq!(
+        send(proxy.addr, &signed()).await.status,
+        401,
+        "GitHub refused the old token"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = 0;
+    while Instant::now() < deadline && status != 200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = send(proxy.addr, &signed()).await.status;
+    }
+    assert_eq!(status, 200, "a new token was fetched at once");
+    assert_eq!(upstream.issued_tokens(), 2);
+}
