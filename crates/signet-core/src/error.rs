@@ -37,6 +37,14 @@ pub enum ErrorCode {
     RateLimited,
     /// The proxy holds no usable GitHub token yet (product code).
     UpstreamCredentialsUnavailable,
+    /// The shared token's quota for this resource is exhausted until its
+    /// reset (product code).
+    UpstreamQuotaExhausted,
+    /// GitHub's secondary rate limit holds every request back (product code).
+    UpstreamSecondaryLimit,
+    /// `--upstream-concurrency` requests are in flight to GitHub and no slot
+    /// freed in time (product code).
+    UpstreamBusy,
     /// §5 step 11: `(ek, n)` was seen before.
     ReplayDetected,
     /// §5: the replay store cannot be reached or is full (fail closed).
@@ -78,6 +86,9 @@ impl ErrorCode {
             Self::ForbiddenByPolicy => "FORBIDDEN_BY_POLICY",
             Self::RateLimited => "RATE_LIMITED",
             Self::UpstreamCredentialsUnavailable => "UPSTREAM_CREDENTIALS_UNAVAILABLE",
+            Self::UpstreamQuotaExhausted => "UPSTREAM_QUOTA_EXHAUSTED",
+            Self::UpstreamSecondaryLimit => "UPSTREAM_SECONDARY_LIMIT",
+            Self::UpstreamBusy => "UPSTREAM_BUSY",
             Self::ReplayDetected => "REPLAY_DETECTED",
             Self::ReplayStoreUnavailable => "REPLAY_STORE_UNAVAILABLE",
             Self::InvalidRequestTarget => "INVALID_REQUEST_TARGET",
@@ -106,12 +117,13 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::RequestTooLarge => 413,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::UpstreamQuotaExhausted | Self::UpstreamSecondaryLimit => 429,
             Self::BadGateway => 502,
             Self::ReplayStoreUnavailable
             | Self::BodyBudgetExhausted
             | Self::TooManyConnections
-            | Self::UpstreamCredentialsUnavailable => 503,
+            | Self::UpstreamCredentialsUnavailable
+            | Self::UpstreamBusy => 503,
             Self::GatewayTimeout => 504,
         }
     }
@@ -137,6 +149,13 @@ impl ErrorCode {
             Self::UpstreamCredentialsUnavailable => {
                 "The proxy holds no usable GitHub credential yet; the request was not forwarded."
             }
+            Self::UpstreamQuotaExhausted => {
+                "The shared GitHub quota for this resource is exhausted; retry after Retry-After seconds."
+            }
+            Self::UpstreamSecondaryLimit => {
+                "GitHub's secondary rate limit is in force; retry after Retry-After seconds."
+            }
+            Self::UpstreamBusy => "Too many requests are in flight to GitHub; retry shortly.",
             Self::ReplayDetected => "This request has already been processed.",
             Self::ReplayStoreUnavailable => {
                 "The replay store is unavailable; the request was not forwarded."
@@ -167,6 +186,7 @@ impl ErrorCode {
                 | Self::BodyBudgetExhausted
                 | Self::TooManyConnections
                 | Self::UpstreamCredentialsUnavailable
+                | Self::UpstreamBusy
         )
     }
 

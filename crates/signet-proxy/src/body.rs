@@ -37,6 +37,8 @@ struct Streamed {
     /// Whether the last poll left us waiting on the upstream: the stall timer
     /// runs only then, never while the client is slow to take what we have.
     waiting: bool,
+    /// The request's `--upstream-concurrency` slot, held until the body ends.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl ProxyBody {
@@ -49,12 +51,17 @@ impl ProxyBody {
     /// upstream sends nothing for `stall_limit` while we wait on it, the
     /// body ends in an error, so the client sees a truncated response
     /// instead of a connection held open forever.
-    pub fn streamed(body: Incoming, stall_limit: Duration) -> Self {
+    pub fn streamed(
+        body: Incoming,
+        stall_limit: Duration,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Self {
         ProxyBody(Kind::Streamed(Streamed {
             body,
             stall_limit,
             stall: Box::pin(tokio::time::sleep(stall_limit)),
             waiting: false,
+            _slot: slot,
         }))
     }
 }

@@ -109,6 +109,11 @@ pub struct Args {
     #[arg(global = true, long, default_value = "32MiB")]
     pub body_buffer_budget: String,
 
+    /// Most requests in flight to GitHub at once (its secondary limits); more wait up to
+    /// --upstream-timeout for a slot, then get 503 UPSTREAM_BUSY.
+    #[arg(global = true, long, default_value_t = 100)]
+    pub upstream_concurrency: usize,
+
     /// Most client connections served at once; more are refused with 503 TOO_MANY_CONNECTIONS.
     #[arg(global = true, long, default_value_t = 1024)]
     pub max_connections: usize,

@@ -53,6 +53,8 @@ pub struct Config {
     /// Longest wait for the upstream's response headers, and longest an
     /// upstream response body may make no progress.
     pub upstream_timeout: Duration,
+    /// Most requests in flight to GitHub at once (its secondary limits).
+    pub upstream_concurrency: usize,
     /// Purposes a proof must carry one of; empty means any.
     pub allowed_purposes: Vec<Purpose>,
     /// The proxy's URL as clients reach it; upstream URLs in `Link` and
@@ -226,6 +228,7 @@ impl Config {
             body_buffer_budget: 32 * 1024 * 1024,
             max_connections: 1024,
             upstream_timeout: Duration::from_secs(30),
+            upstream_concurrency: 100,
             allowed_purposes: Vec::new(),
             public_url: None,
             upstream_ca_file: None,
@@ -300,6 +303,14 @@ impl Config {
             return Err(flag_error("max-connections", "0", "must be at least 1"));
         }
         config.max_connections = args.max_connections;
+        if args.upstream_concurrency == 0 {
+            return Err(flag_error(
+                "upstream-concurrency",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        config.upstream_concurrency = args.upstream_concurrency;
         config.upstream_timeout = positive(
             "upstream-timeout",
             &args.upstream_timeout,

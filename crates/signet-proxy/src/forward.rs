@@ -77,6 +77,8 @@ pub struct Forwarder {
     upstream: Arc<Upstream>,
     /// The token to inject, kept fresh by its own task.
     credentials: Arc<Credentials>,
+    /// At most `--upstream-concurrency` requests in flight to GitHub.
+    slots: Arc<tokio::sync::Semaphore>,
     timeout: Duration,
     links: Option<LinkRewriter>,
 }
@@ -138,6 +140,11 @@ impl Forwarder {
             client,
             upstream: Arc::new(config.upstream.clone()),
             credentials,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .upstream_concurrency
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             timeout: config.upstream_timeout,
             links: config
                 .public_url
@@ -190,6 +197,14 @@ impl Forwarder {
         *request.uri_mut() = uri;
         *request.headers_mut() = parts.headers;
 
+        // Beyond the concurrency GitHub tolerates, wait for a slot (bounded).
+        let slot = tokio::time::timeout(self.timeout, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .map_err(|_| {
+                Refusal::new(ErrorCode::UpstreamBusy)
+                    .with_detail(format!("no upstream slot freed within {:?}", self.timeout))
+            })?
+            .map_err(|_| Refusal::new(ErrorCode::UpstreamBusy))?;
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
             .map_err(|_| {
@@ -232,7 +247,7 @@ impl Forwarder {
         }
         Ok(Response::from_parts(
             parts,
-            ProxyBody::streamed(body, self.timeout),
+            ProxyBody::streamed(body, self.timeout, Some(slot)),
         ))
     }
 

@@ -39,6 +39,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod quota;
 pub mod rate;
 pub mod refusal;
 pub mod replay;

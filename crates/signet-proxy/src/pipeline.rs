@@ -27,6 +27,7 @@ use crate::health;
 use crate::logging::{LoggedBody, RequestLog};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::quota::QuotaGuard;
 use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
 use crate::replay::ReplayStore;
@@ -42,6 +43,7 @@ pub type ResponseBody = LoggedBody<ProxyBody>;
 #[derive(Debug)]
 pub struct Proxy {
     metrics: Arc<Metrics>,
+    quota: QuotaGuard,
     credentials: Arc<Credentials>,
     clients: Arc<Clients>,
     revocations: Arc<Revocations>,
@@ -70,6 +72,7 @@ impl Proxy {
     ) -> Result<Self, ForwardSetupError> {
         Ok(Proxy {
             metrics: Arc::new(Metrics::new()),
+            quota: QuotaGuard::default(),
             clients,
             revocations,
             rate,
@@ -217,6 +220,9 @@ impl Proxy {
         // a refused request may be retried with the same proof.
         self.rate.check(&client).await?;
 
+        // The shared token's quota: answered here while GitHub would refuse.
+        self.quota.check(target, self.clock.now())?;
+
         // Step 11: the replay record is written last, so only verified,
         // authorised requests can take room in the store; the store checks
         // freshness again with the `now` it records by (amendment 1).
@@ -231,6 +237,12 @@ impl Proxy {
         self.metrics.stage("upstream", forwarding.elapsed());
         self.metrics
             .upstream_response(response.status(), response.headers());
+        self.quota.observe(
+            target,
+            response.status(),
+            response.headers(),
+            self.clock.now(),
+        );
         Ok(response)
     }
 }

@@ -16,6 +16,8 @@
 //! | `/redirect` | 302 to `/user` on this stand-in |
 //! | `/gated` | 200, `first\n` at once, then `rest\n` only after [`StandIn::open_gate`] |
 //! | `/hop-by-hop` | 200 with hop-by-hop response headers a proxy must drop |
+//! | `/limit/{resource}/{remaining}/{reset}` | 200 with those `X-RateLimit-*` headers |
+//! | `/secondary/{seconds}` | 403, GitHub's secondary-rate-limit answer with `Retry-After` |
 //! | anything else | 404 `{"message":"Not Found"}` |
 //!
 //! With a token set, a request without `Authorization: Bearer <token>` gets
@@ -418,6 +420,30 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
             let mut response = json(StatusCode::FOUND, "{}");
             if let Ok(location) = HeaderValue::from_str(&format!("{}/user", state.base)) {
                 response.headers_mut().insert(LOCATION, location);
+            }
+            response
+        }
+        ["limit", resource, remaining, reset] => {
+            let mut response = json(StatusCode::OK, "{}");
+            let headers = response.headers_mut();
+            for (name, value) in [
+                ("x-ratelimit-resource", *resource),
+                ("x-ratelimit-remaining", *remaining),
+                ("x-ratelimit-reset", *reset),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    headers.insert(name, value);
+                }
+            }
+            response
+        }
+        ["secondary", retry_after] => {
+            let mut response = json(
+                StatusCode::FORBIDDEN,
+                r#"{"message":"You have exceeded a secondary rate limit."}"#,
+            );
+            if let Ok(value) = HeaderValue::from_str(retry_after) {
+                response.headers_mut().insert("retry-after", value);
             }
             response
         }

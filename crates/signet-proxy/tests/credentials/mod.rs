@@ -200,3 +200,91 @@ async fn a_401_from_github_makes_the_proxy_fetch_a_new_installation_token_at_onc
     assert_eq!(status, 200, "a new token was fetched at once");
     assert_eq!(upstream.issued_tokens(), 2);
 }
+
+// ---------------------------------------------------------------------------
+// The quota guard
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_exhausted_quota_is_answered_locally_until_its_reset() {
+    let mut clock = signet_proxy::Clock::fixed(0);
+    let env = crate::support::Env::start_with(|c| clock = c.clock.clone()).await;
+    let now = crate::support::NOW;
+    let get = |target: &str| Request::get(target).proof(env.signer.sign("GET", target, b""));
+    let exhausting = format!("/limit/core/0/{}", now + 60);
+    assert_eq!(env.send(&get(&exhausting)).await.status, 200);
+
+    let refused = env.send(&get("/user")).await;
+    assert_refused(&refused, ErrorCode::UpstreamQuotaExhausted);
+    assert_eq!(refused.header("retry-after").as_deref(), Some("60"));
+    // Another resource has its own quota.
+    assert_eq!(env.send(&get("/search/issues?q=x")).await.status, 404);
+    assert_eq!(
+        env.upstream.requests().len(),
+        2,
+        "the refused request never reached GitHub"
+    );
+
+    // At the reset, requests go to GitHub again.
+    clock.set(now + 60);
+    let proof = env.signer.sign_with(
+        crate::support::Claims {
+            ts: now + 60,
+            exp: now + 300,
+            purpose: "test",
+        },
+        "GET",
+        "/user",
+        b"",
+    );
+    assert_eq!(
+        env.send(&Request::get("/user").proof(proof)).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_secondary_rate_limit_holds_back_every_resource() {
+    let env = crate::support::Env::start().await;
+    let get = |target: &str| Request::get(target).proof(env.signer.sign("GET", target, b""));
+    assert_eq!(env.send(&get("/secondary/30")).await.status, 403);
+    for target in ["/user", "/search/code?q=x", "/graphql"] {
+        let refused = env.send(&get(target)).await;
+        assert_refused(&refused, ErrorCode::UpstreamSecondaryLimit);
+        assert_eq!(refused.header("retry-after").as_deref(), Some("30"));
+    }
+    assert_eq!(env.upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn beyond_the_upstream_concurrency_requests_wait_then_get_503() {
+    let env = crate::support::Env::start_with(|c| {
+        c.upstream_concurrency = 1;
+        c.upstream_timeout = Duration::from_millis(700);
+    })
+    .await;
+    // A download whose client does not read holds the only slot: a request
+    // is in flight until its response body has ended…
+    let target = "/stream/200000000";
+    let download = Request::get(target).proof(env.signer.sign("GET", target, b""));
+    let mut holder = tokio::net::TcpStream::connect(env.proxy.addr)
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut holder, &download.to_bytes("p"))
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // …so the next waits for it, and gives up with a code.
+    let waiting = env
+        .send(&Request::get("/user").proof(env.signer.sign("GET", "/user", b"")))
+        .await;
+    assert_refused(&waiting, ErrorCode::UpstreamBusy);
+    assert_eq!(waiting.header("retry-after").as_deref(), Some("1"));
+    // With the slot free again, requests pass.
+    drop(holder);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = env
+        .send(&Request::get("/user").proof(env.signer.sign("GET", "/user", b"")))
+        .await;
+    assert_eq!(reply.status, 200);
+}
