@@ -172,6 +172,8 @@ impl Forwarder {
         body: BufferedBody,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let uri = upstream_uri(&self.upstream, target)?;
+        // The client's Host, for pagination links when no --public-url is set.
+        let client_host = parts.headers.get(HOST).cloned();
         let Some(credential) = self.credentials.current() else {
             return Err(Refusal::new(ErrorCode::UpstreamCredentialsUnavailable)
                 .with_detail("no usable GitHub token is held yet"));
@@ -242,8 +244,18 @@ impl Forwarder {
         }
         remove_hop_by_hop(&mut parts.headers);
         drop_echoed_token(&credential.finder, &mut parts.headers);
-        if let Some(links) = &self.links {
-            links.rewrite(&mut parts.headers);
+        if parts.headers.contains_key(http::header::LINK)
+            || parts.headers.contains_key(http::header::LOCATION)
+        {
+            match &self.links {
+                Some(links) => links.rewrite(&mut parts.headers),
+                None => {
+                    if let Some(public) = client_host.as_ref().and_then(public_base) {
+                        LinkRewriter::new(&self.upstream.base_url(), &public)
+                            .rewrite(&mut parts.headers);
+                    }
+                }
+            }
         }
         Ok(Response::from_parts(
             parts,
@@ -283,6 +295,17 @@ fn drop_echoed_token(token: &memmem::Finder<'_>, headers: &mut HeaderMap) {
             headers.remove(&name);
         }
     }
+}
+
+/// `http://` + the client's `Host`, when that is a plain authority (no
+/// user information, path or odd bytes); `X-Forwarded-*` is never trusted.
+fn public_base(host: &HeaderValue) -> Option<String> {
+    let host = host.to_str().ok()?;
+    let authority: http::uri::Authority = host.parse().ok()?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return None;
+    }
+    Some(format!("http://{authority}"))
 }
 
 /// The 502 message when the upstream answered, but not with a usable response.

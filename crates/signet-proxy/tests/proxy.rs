@@ -249,9 +249,10 @@ async fn redirects_are_passed_back_not_followed() {
         .send(&Request::get("/redirect").proof(env.signer.sign("GET", "/redirect", b"")))
         .await;
     assert_eq!(reply.status, 302);
+    // Passed back, pointing at the proxy (the Host the client used).
     assert_eq!(
         reply.header("location"),
-        Some(format!("{}/user", env.upstream.url()))
+        Some(format!("http://{}/user", env.proxy.addr))
     );
     let seen = env.upstream.requests();
     assert_eq!(seen.len(), 1, "the proxy never follows a redirect");
@@ -283,16 +284,37 @@ async fn with_a_public_url_pagination_and_redirects_stay_on_the_proxy() {
 }
 
 #[tokio::test]
-async fn without_a_public_url_links_are_passed_back_unchanged() {
+async fn without_a_public_url_links_point_at_the_host_the_client_used() {
     let env = Env::start().await;
     let target = "/repos/o/r/issues";
     let reply = env
-        .send(&Request::get(target).proof(env.signer.sign("GET", target, b"")))
+        .send(
+            &Request::get(target)
+                .host("signet.internal:8080")
+                .proof(env.signer.sign("GET", target, b"")),
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let link = reply.header("link").unwrap_or_default();
     assert!(
-        link.starts_with(&format!("<{}/repos/o/r/issues?page=2>", env.upstream.url())),
+        link.starts_with("<http://signet.internal:8080/repos/o/r/issues?page=2>"),
+        "{link}"
+    );
+    assert!(
+        link.contains("<https://docs.github.com/rest>"),
+        "other hosts untouched: {link}"
+    );
+    // A Host that is not a plain authority rewrites nothing.
+    let reply = env
+        .send(
+            &Request::get(target)
+                .host("user@evil.example")
+                .proof(env.signer.sign("GET", target, b"")),
+        )
+        .await;
+    let link = reply.header("link").unwrap_or_default();
+    assert!(
+        link.starts_with(&format!("<{}/", env.upstream.url())),
         "{link}"
     );
 }
