@@ -48,6 +48,23 @@ async fn wait_ready(proxy: &RunningProxy) -> bool {
     false
 }
 
+/// A proxy in App mode in front of `upstream_url`.
+async fn app_proxy(
+    upstream_url: &str,
+    key_file: std::path::PathBuf,
+    app_id: u64,
+    installation_id: u64,
+) -> (RunningProxy, Signer) {
+    let signer = Signer::new();
+    let mut config = config(upstream_url, &signer);
+    config.credential = CredentialSource::App(AppCredential {
+        app_id,
+        key_file,
+        installation_id,
+    });
+    (RunningProxy::start(&config).await, signer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_installation_tokens_rotate_under_load_with_no_failed_request() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -55,14 +72,7 @@ async fn app_installation_tokens_rotate_under_load_with_no_failed_request() {
     let upstream = StandIn::start_app(&public, 4242, 77, Duration::from_secs(3))
         .await
         .expect("stand-in");
-    let signer = Signer::new();
-    let mut config = config(&upstream.url(), &signer);
-    config.credential = CredentialSource::App(AppCredential {
-        app_id: 4242,
-        key_file,
-        installation_id: 77,
-    });
-    let proxy = RunningProxy::start(&config).await;
+    let (proxy, signer) = app_proxy(&upstream.url(), key_file, 4242, 77).await;
     assert!(wait_ready(&proxy).await, "ready once a token is held");
 
     let started = Instant::now();
@@ -94,14 +104,7 @@ async fn an_exchange_that_does_not_answer_201_never_hands_out_a_token() {
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 58\r\n\r\n{\"token\":\"ghs_x\",\"expires_at\":\"2099-01-01T00:00:00Z\"}    ",
     )
     .await;
-    let signer = Signer::new();
-    let mut config = config(&format!("http://{upstream}"), &signer);
-    config.credential = CredentialSource::App(AppCredential {
-        app_id: 1,
-        key_file,
-        installation_id: 2,
-    });
-    let proxy = RunningProxy::start(&config).await;
+    let (proxy, signer) = app_proxy(&format!("http://{upstream}"), key_file, 1, 2).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(send(proxy.addr, &Request::get("/readyz")).await.status, 503);
     let reply = send(
@@ -172,14 +175,7 @@ async fn a_401_from_github_makes_the_proxy_fetch_a_new_installation_token_at_onc
     let upstream = StandIn::start_app(&public, 9, 10, Duration::from_secs(3600))
         .await
         .expect("stand-in");
-    let signer = Signer::new();
-    let mut config = config(&upstream.url(), &signer);
-    config.credential = CredentialSource::App(AppCredential {
-        app_id: 9,
-        key_file,
-        installation_id: 10,
-    });
-    let proxy = RunningProxy::start(&config).await;
+    let (proxy, signer) = app_proxy(&upstream.url(), key_file, 9, 10).await;
     assert!(wait_ready(&proxy).await);
     let signed = || Request::get("/user").proof(signer.sign("GET", "/user", b""));
     assert_eq!(send(proxy.addr, &signed()).await.status, 200);
