@@ -278,22 +278,19 @@ impl Forwarder {
 /// client: every response header carrying it is dropped (and logged, without
 /// the token).
 fn drop_echoed_token(token: &memmem::Finder<'_>, headers: &mut HeaderMap) {
-    {
-        let leaking: Vec<HeaderName> = headers
-            .iter()
-            .filter(|(name, value)| {
-                token.find(value.as_bytes()).is_some()
-                    || token.find(name.as_str().as_bytes()).is_some()
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in leaking {
-            tracing::warn!(
-                header = %name,
-                "upstream response header carried the shared token; header dropped"
-            );
-            headers.remove(&name);
-        }
+    let leaking: Vec<HeaderName> = headers
+        .iter()
+        .filter(|(name, value)| {
+            token.find(value.as_bytes()).is_some() || token.find(name.as_str().as_bytes()).is_some()
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in leaking {
+        tracing::warn!(
+            header = %name,
+            "upstream response header carried the shared token; header dropped"
+        );
+        headers.remove(&name);
     }
 }
 

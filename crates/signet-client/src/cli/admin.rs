@@ -70,11 +70,7 @@ impl Target {
 }
 
 pub fn admin(args: &AdminArgs) -> Result<Exit> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::msg(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run(args))
+    super::block_on(run(args))
 }
 
 async fn run(args: &AdminArgs) -> Result<Exit> {

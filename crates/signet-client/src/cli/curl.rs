@@ -63,11 +63,7 @@ fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
 }
 
 pub fn curl(args: &CurlArgs) -> Result<Exit> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::msg(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run(args))
+    super::block_on(run(args))
 }
 
 async fn run(args: &CurlArgs) -> Result<Exit> {

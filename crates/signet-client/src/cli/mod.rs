@@ -129,6 +129,15 @@ impl Error {
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Runs a command's async part on a small runtime of its own.
+fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::msg(format!("cannot start the async runtime: {e}")))?
+        .block_on(future)
+}
+
 /// Displays an error followed by each of its sources not already part of
 /// its message (reqwest's "error sending request" alone says little).
 struct Chain<'a>(&'a dyn std::error::Error);
