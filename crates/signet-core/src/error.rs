@@ -58,6 +58,10 @@ pub enum ErrorCode {
     BadGateway,
     /// §6: no upstream response headers within the upstream timeout.
     GatewayTimeout,
+    /// GitHub refused to mint the client's scoped installation token (an
+    /// unknown repository, a permission the App lacks); the request was not
+    /// sent with a broader token (product code).
+    UpstreamScopeRefused,
     /// The request body did not arrive within the read timeout (product code).
     RequestTimeout,
     /// The request body could not be read: bad framing or the client went
@@ -94,6 +98,7 @@ impl ErrorCode {
             Self::InvalidRequestTarget => "INVALID_REQUEST_TARGET",
             Self::BadGateway => "BAD_GATEWAY",
             Self::GatewayTimeout => "GATEWAY_TIMEOUT",
+            Self::UpstreamScopeRefused => "UPSTREAM_SCOPE_REFUSED",
             Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::InvalidBody => "INVALID_BODY",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -118,7 +123,7 @@ impl ErrorCode {
             Self::RequestTimeout => 408,
             Self::RequestTooLarge => 413,
             Self::RateLimited | Self::UpstreamQuotaExhausted | Self::UpstreamSecondaryLimit => 429,
-            Self::BadGateway => 502,
+            Self::BadGateway | Self::UpstreamScopeRefused => 502,
             Self::ReplayStoreUnavailable
             | Self::BodyBudgetExhausted
             | Self::TooManyConnections
@@ -165,6 +170,9 @@ impl ErrorCode {
             }
             Self::BadGateway => "The upstream API could not be reached.",
             Self::GatewayTimeout => "The upstream API did not answer in time.",
+            Self::UpstreamScopeRefused => {
+                "GitHub refused this client's scoped token; the request was not forwarded."
+            }
             Self::RequestTimeout => "The request body did not arrive in time.",
             Self::InvalidBody => "The request body could not be read.",
             Self::MethodNotAllowed => {

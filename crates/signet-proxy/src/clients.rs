@@ -13,6 +13,8 @@
 //! purposes = ["github-api"]                  # optional: allowed binding purposes
 //! allow = ["GET /repos/acme/**", "POST /repos/acme/*/issues"]   # optional
 //! rate = "600/min"                           # optional: burst 600, refills at 600/min
+//! # optional, GitHub App mode only: forward with a token minted for this scope
+//! github = { repositories = ["acme/app"], permissions = { contents = "read" } }
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +28,7 @@ use signet_core::{key_id, parse_public_key_hex, Purpose, VerifyingKey};
 
 use crate::policy::Rule;
 use crate::rate::Rate;
+use crate::scope::{GitHubScope, ScopeEntry};
 
 /// One trusted master key and what it may do.
 #[derive(Debug, Clone)]
@@ -41,6 +44,9 @@ pub struct Client {
     pub allow: Option<Vec<Rule>>,
     /// Its rate limit (`None`: none).
     pub rate: Option<Rate>,
+    /// The scope of its installation token (`None`: the installation's full
+    /// token).
+    pub github: Option<GitHubScope>,
 }
 
 /// Every trusted client, by master public key.
@@ -84,6 +90,7 @@ impl KeySet {
                 purposes: None,
                 allow: None,
                 rate: None,
+                github: None,
             };
             by_key.insert(key.to_bytes(), Arc::new(client));
         }
@@ -110,6 +117,20 @@ impl KeySet {
                     )));
                 }
                 by_key.insert(bytes, Arc::new(client));
+            }
+            // One installation belongs to one account.
+            let mut owners = by_key.values().filter_map(|c| {
+                c.github
+                    .as_ref()
+                    .and_then(|s| s.owner().map(|o| (&c.name, o)))
+            });
+            if let Some((first_client, first)) = owners.next() {
+                if let Some((client, owner)) = owners.find(|(_, o)| !o.eq_ignore_ascii_case(first))
+                {
+                    return Err(error(format!(
+                        "client {client:?} scopes repositories of {owner:?} but client {first_client:?} those of {first:?}; one installation belongs to one account"
+                    )));
+                }
             }
         }
         Ok(KeySet { by_key })
@@ -142,6 +163,7 @@ struct ClientEntry {
     purposes: Option<Vec<String>>,
     allow: Option<Vec<String>>,
     rate: Option<String>,
+    github: Option<ScopeEntry>,
 }
 
 impl ClientEntry {
@@ -181,12 +203,17 @@ impl ClientEntry {
             .as_deref()
             .map(|r| Rate::parse(r).map_err(at))
             .transpose()?;
+        let github = self
+            .github
+            .map(|scope| GitHubScope::parse(scope).map_err(at))
+            .transpose()?;
         Ok(Client {
             name: self.name,
             key,
             purposes,
             allow,
             rate,
+            github,
         })
     }
 }
@@ -197,21 +224,27 @@ pub struct Clients {
     current: ArcSwap<KeySet>,
     master_keys: Vec<VerifyingKey>,
     keys_file: Option<PathBuf>,
+    /// Whether clients may carry `github` scopes (GitHub App mode only).
+    scopes_allowed: bool,
     /// The keys file's modification time when last read, to notice changes.
     loaded_mtime: std::sync::Mutex<Option<SystemTime>>,
 }
 
 impl Clients {
-    /// Loads the set once (at startup or for `check-config`).
+    /// Loads the set once (at startup or for `check-config`). Only a proxy
+    /// with GitHub App credentials can mint scoped tokens, so a `github`
+    /// scope is refused unless `scopes_allowed`.
     pub fn load(
         master_keys: Vec<VerifyingKey>,
         keys_file: Option<PathBuf>,
+        scopes_allowed: bool,
     ) -> Result<Self, KeysFileError> {
-        let (set, mtime) = read(&master_keys, keys_file.as_deref())?;
+        let (set, mtime) = read(&master_keys, keys_file.as_deref(), scopes_allowed)?;
         Ok(Clients {
             current: ArcSwap::from_pointee(set),
             master_keys,
             keys_file,
+            scopes_allowed,
             loaded_mtime: std::sync::Mutex::new(mtime),
         })
     }
@@ -233,7 +266,11 @@ impl Clients {
         if let Ok(mut loaded) = self.loaded_mtime.lock() {
             *loaded = mtime;
         }
-        let (set, _) = read(&self.master_keys, self.keys_file.as_deref())?;
+        let (set, _) = read(
+            &self.master_keys,
+            self.keys_file.as_deref(),
+            self.scopes_allowed,
+        )?;
         let count = set.len();
         self.current.store(Arc::new(set));
         Ok(count)
@@ -260,6 +297,7 @@ impl Clients {
 fn read(
     master_keys: &[VerifyingKey],
     keys_file: Option<&Path>,
+    scopes_allowed: bool,
 ) -> Result<(KeySet, Option<SystemTime>), KeysFileError> {
     let Some(path) = keys_file else {
         return Ok((KeySet::build(master_keys, None)?, None));
@@ -275,6 +313,14 @@ fn read(
         return Err(error(
             "no client, and no --master-key: nobody could use the proxy".to_owned(),
         ));
+    }
+    if !scopes_allowed {
+        if let Some(client) = set.iter().find(|c| c.github.is_some()) {
+            return Err(error(format!(
+                "client {:?} has a `github` scope, which needs GitHub App credentials (--github-app-id, --github-app-key, --github-installation-id); a static token or token file cannot be narrowed",
+                client.name
+            )));
+        }
     }
     Ok((set, mtime))
 }
@@ -327,6 +373,8 @@ mod tests {
             (format!("[[client]]\nname = \"a\"\nkey = \"{KEY_A}\"\nallow = [\"GET /a*\"]"), "invalid allow rule"),
             (format!("[[client]]\nname = \"a\"\nkey = \"{KEY_A}\"\npurposes = [\"no space\"]"), "invalid purpose"),
             ("[[client]\n".to_owned(), "keys.toml"),
+            (format!("[[client]]\nname = \"a\"\nkey = \"{KEY_A}\"\ngithub = {{ repositories = [\"acme/x\"] }}\n[[client]]\nname = \"b\"\nkey = \"{KEY_B}\"\ngithub = {{ repositories = [\"other/y\"] }}"), "one installation belongs to one account"),
+            (format!("[[client]]\nname = \"a\"\nkey = \"{KEY_A}\"\ngithub = {{ permissions = {{ contents = \"all\" }} }}"), "client \"a\": github.permissions"),
         ];
         for (text, expected) in cases {
             let error = build(&text).err().unwrap_or_default();

@@ -12,14 +12,18 @@
 //!   task does every exchange (single flight), retries with backoff and
 //!   jitter, and the old token keeps serving until the new one arrives.
 //!
+//! A keys-file client with a `github` scope is forwarded with a token minted
+//! for that scope instead ([`crate::scope`]), App mode only.
+//!
 //! Only `201 Created` with a token is a successful exchange; anything else
 //! hands nobody a token. A token's length and prefix are never assumed.
 //! Until a usable token is held, `/readyz` says not ready and requests are
 //! refused with 503 `UPSTREAM_CREDENTIALS_UNAVAILABLE`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -29,8 +33,12 @@ use memchr::memmem;
 use serde::Deserialize;
 use tokio::sync::Notify;
 
+use signet_core::ErrorCode;
+
 use crate::config::Upstream;
 use crate::forward::UpstreamClient;
+use crate::refusal::Refusal;
+use crate::scope::{GitHubScope, Minted, ScopedTokens, Slot};
 use crate::secret::GitHubToken;
 
 /// Where the upstream credential comes from.
@@ -42,6 +50,13 @@ pub enum CredentialSource {
     TokenFile(PathBuf),
     /// A GitHub App installation.
     App(AppCredential),
+}
+
+impl CredentialSource {
+    /// Whether per-client scoped tokens can be minted (GitHub App mode).
+    pub fn can_scope(&self) -> bool {
+        matches!(self, CredentialSource::App(_))
+    }
 }
 
 /// A GitHub App installation's credentials.
@@ -66,14 +81,50 @@ pub struct Current {
     pub authorization: HeaderValue,
     /// Finds the token where it must never appear (echoed response headers).
     pub finder: memmem::Finder<'static>,
+    /// What the token may reach: `None` for the installation's (or the
+    /// static) token, else the client's scope. Cached responses are
+    /// partitioned by it.
+    pub scope: Option<GitHubScope>,
+    /// Unique to this token: a cached response fetched with another one is
+    /// revalidated before it is served.
+    pub generation: u64,
 }
 
+/// Every token the process holds gets the next number.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
 impl Current {
-    fn new(token: &GitHubToken) -> Self {
+    fn new(token: &GitHubToken, scope: Option<GitHubScope>) -> Self {
         Current {
             authorization: token.authorization().clone(),
             finder: memmem::Finder::new(token.token_bytes()).into_owned(),
+            scope,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
+    }
+}
+
+/// Why an exchange at the access-token endpoint gave no token.
+#[derive(Debug)]
+struct ExchangeError {
+    /// GitHub answered and said no (422, 403, 404): asking again now would
+    /// get the same answer.
+    refused: bool,
+    why: String,
+}
+
+impl From<String> for ExchangeError {
+    fn from(why: String) -> Self {
+        ExchangeError {
+            refused: false,
+            why,
+        }
+    }
+}
+
+impl From<&str> for ExchangeError {
+    fn from(why: &str) -> Self {
+        why.to_owned().into()
     }
 }
 
@@ -84,6 +135,10 @@ pub struct Credentials {
     rejected: Notify,
     source: CredentialSource,
     app_key: Option<jsonwebtoken::EncodingKey>,
+    /// Per-client scoped tokens (App mode).
+    scoped: ScopedTokens,
+    /// The installation's account, fetched once, to check scoped owners.
+    account: tokio::sync::OnceCell<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -100,11 +155,13 @@ impl Credentials {
         let mut current = None;
         let mut app_key = None;
         match &source {
-            CredentialSource::Token(token) => current = Some(Arc::new(Current::new(token))),
+            CredentialSource::Token(token) => {
+                current = Some(Arc::new(Current::new(token, None)));
+            }
             CredentialSource::TokenFile(path) => {
                 // A missing file is not fatal: the secret may be mounted later.
                 if let Ok(Some(token)) = read_token_file(path) {
-                    current = Some(Arc::new(Current::new(&token)));
+                    current = Some(Arc::new(Current::new(&token, None)));
                 }
             }
             CredentialSource::App(app) => {
@@ -128,6 +185,8 @@ impl Credentials {
             rejected: Notify::new(),
             source,
             app_key,
+            scoped: ScopedTokens::default(),
+            account: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -141,11 +200,166 @@ impl Credentials {
         self.current.load().is_some()
     }
 
-    /// GitHub answered 401 to a request made with the current token.
-    pub fn rejected(&self) {
-        if matches!(self.source, CredentialSource::App(_)) {
-            self.rejected.notify_one();
+    /// GitHub answered 401 to a request made with `token`.
+    pub fn rejected(&self, token: &Current) {
+        if !matches!(self.source, CredentialSource::App(_)) {
+            return;
         }
+        match &token.scope {
+            None => self.rejected.notify_one(),
+            Some(scope) => {
+                if let Some(slot) = self.scoped.slot(scope) {
+                    slot.rejected();
+                }
+            }
+        }
+    }
+
+    /// The token for a client's request: the main one, or the one minted for
+    /// the client's scope (minted now if none is held, refreshed when a fifth
+    /// of its lifetime remains). Never a broader token than the scope.
+    pub async fn for_client(
+        &self,
+        scope: Option<&GitHubScope>,
+        client: &UpstreamClient,
+        upstream: &Upstream,
+    ) -> Result<Arc<Current>, Refusal> {
+        let Some(scope) = scope else {
+            return self.current().ok_or_else(|| {
+                Refusal::new(ErrorCode::UpstreamCredentialsUnavailable)
+                    .with_detail("no usable GitHub token is held yet")
+            });
+        };
+        let (CredentialSource::App(app), Some(slot)) = (&self.source, self.scoped.slot(scope))
+        else {
+            // Refused at startup and reload; this is the fail-closed backstop.
+            return Err(Refusal::new(ErrorCode::UpstreamScopeRefused)
+                .with_detail("a scoped client needs GitHub App credentials"));
+        };
+        let now = Instant::now();
+        if let Some(why) = slot.refusal(now) {
+            return Err(Refusal::new(ErrorCode::UpstreamScopeRefused).with_detail(why));
+        }
+        let held = slot.minted.load_full();
+        match &held {
+            Some(minted) if now < minted.refresh_at => return Ok(Arc::clone(&minted.current)),
+            // Due for a refresh but still good: one request refreshes, the
+            // others keep using it meanwhile.
+            Some(minted) if now + Duration::from_secs(5) < minted.expires_at => {
+                match slot.flight.try_lock() {
+                    Ok(_flight) => {
+                        return Ok(self
+                            .mint(app, scope, &slot, client, upstream)
+                            .await
+                            .unwrap_or_else(|_| Arc::clone(&minted.current)));
+                    }
+                    Err(_) => return Ok(Arc::clone(&minted.current)),
+                }
+            }
+            _ => {}
+        }
+        // None held (or expired): wait for the one exchange in flight.
+        let _flight = slot.flight.lock().await;
+        if let Some(minted) = slot.minted.load_full() {
+            if Instant::now() < minted.refresh_at {
+                return Ok(Arc::clone(&minted.current));
+            }
+        }
+        if let Some(why) = slot.refusal(Instant::now()) {
+            return Err(Refusal::new(ErrorCode::UpstreamScopeRefused).with_detail(why));
+        }
+        self.mint(app, scope, &slot, client, upstream).await
+    }
+
+    /// One exchange for `scope`'s token (the caller holds the slot's flight).
+    async fn mint(
+        &self,
+        app: &AppCredential,
+        scope: &GitHubScope,
+        slot: &Slot,
+        client: &UpstreamClient,
+        upstream: &Upstream,
+    ) -> Result<Arc<Current>, Refusal> {
+        let outcome = async {
+            if let Some(owner) = scope.owner() {
+                let account = self
+                    .account
+                    .get_or_try_init(|| self.installation_account(app, client, upstream))
+                    .await?;
+                if !owner.eq_ignore_ascii_case(account) {
+                    return Err(ExchangeError {
+                        refused: true,
+                        why: format!(
+                            "the scope names repositories of {owner:?}, but the installation belongs to {account:?}"
+                        ),
+                    });
+                }
+            }
+            self.exchange(app, client, upstream, Some(scope.request_body()))
+                .await
+        }
+        .await;
+        match outcome {
+            Ok((token, lifetime)) => {
+                let now = Instant::now();
+                let current = Arc::new(Current::new(&token, Some(scope.clone())));
+                slot.minted.store(Some(Arc::new(Minted {
+                    current: Arc::clone(&current),
+                    refresh_at: now + lifetime.mul_f64(0.8),
+                    expires_at: now + lifetime,
+                })));
+                tracing::info!(
+                    scope = scope.label(),
+                    lifetime_s = lifetime.as_secs(),
+                    "scoped installation token minted"
+                );
+                Ok(current)
+            }
+            Err(error) if error.refused => {
+                tracing::error!(
+                    scope = scope.label(),
+                    why = %error.why,
+                    "GitHub refused a client's token scope; its requests are refused, never sent with a broader token"
+                );
+                slot.refuse(Instant::now(), error.why.clone());
+                Err(Refusal::new(ErrorCode::UpstreamScopeRefused).with_detail(error.why))
+            }
+            Err(error) => {
+                tracing::error!(scope = scope.label(), why = %error.why, "scoped token exchange failed");
+                Err(Refusal::new(ErrorCode::UpstreamCredentialsUnavailable).with_detail(error.why))
+            }
+        }
+    }
+
+    /// `GET /app/installations/{id}`: the account the installation belongs to.
+    async fn installation_account(
+        &self,
+        app: &AppCredential,
+        client: &UpstreamClient,
+        upstream: &Upstream,
+    ) -> Result<String, ExchangeError> {
+        let uri = format!(
+            "{}/app/installations/{}",
+            upstream.base_url(),
+            app.installation_id
+        );
+        let (status, body) = self
+            .app_request(app, Method::GET, uri, None, client, upstream)
+            .await?;
+        if status != StatusCode::OK {
+            return Err(format!("the installation lookup answered {status}").into());
+        }
+        #[derive(Deserialize)]
+        struct Installation {
+            account: Account,
+        }
+        #[derive(Deserialize)]
+        struct Account {
+            login: String,
+        }
+        let installation: Installation = serde_json::from_slice(&body)
+            .map_err(|_| "the installation lookup's answer has no account login")?;
+        Ok(installation.account.login)
     }
 
     /// Keeps the credential fresh until the task is dropped.
@@ -164,7 +378,8 @@ impl Credentials {
                 Ok(bytes) if last.as_deref() != Some(&bytes) => {
                     match parse_token(&bytes) {
                         Some(token) => {
-                            self.current.store(Some(Arc::new(Current::new(&token))));
+                            self.current
+                                .store(Some(Arc::new(Current::new(&token, None))));
                             tracing::info!(file = %path.display(), "GitHub token (re)loaded");
                         }
                         None => tracing::error!(
@@ -193,10 +408,11 @@ impl Credentials {
     ) {
         let mut failures: u32 = 0;
         loop {
-            let wait = match self.exchange(&app, &client, &upstream).await {
+            let wait = match self.exchange(&app, &client, &upstream, None).await {
                 Ok((token, lifetime)) => {
                     failures = 0;
-                    self.current.store(Some(Arc::new(Current::new(&token))));
+                    self.current
+                        .store(Some(Arc::new(Current::new(&token, None))));
                     tracing::info!(
                         lifetime_s = lifetime.as_secs(),
                         "GitHub App installation token refreshed"
@@ -204,7 +420,7 @@ impl Credentials {
                     // Refresh when a fifth of the lifetime remains.
                     lifetime.mul_f64(0.8)
                 }
-                Err(why) => {
+                Err(ExchangeError { why, .. }) => {
                     failures = failures.saturating_add(1);
                     let backoff = Duration::from_millis(250)
                         .saturating_mul(2u32.saturating_pow(failures.min(7)))
@@ -227,13 +443,58 @@ impl Credentials {
         }
     }
 
-    /// One exchange: the App JWT for an installation token and its lifetime.
+    /// One exchange: the App JWT for an installation token and its lifetime;
+    /// `scope` is the access-token request's JSON body, if any.
     async fn exchange(
         &self,
         app: &AppCredential,
         client: &UpstreamClient,
         upstream: &Upstream,
-    ) -> Result<(GitHubToken, Duration), String> {
+        scope: Option<Bytes>,
+    ) -> Result<(GitHubToken, Duration), ExchangeError> {
+        let uri = format!(
+            "{}/app/installations/{}/access_tokens",
+            upstream.base_url(),
+            app.installation_id
+        );
+        let (status, body) = self
+            .app_request(app, Method::POST, uri, scope, client, upstream)
+            .await?;
+        // Exactly 201: a 200 (or anything else) is not a token grant.
+        if status != StatusCode::CREATED {
+            return Err(ExchangeError {
+                refused: matches!(
+                    status,
+                    StatusCode::UNPROCESSABLE_ENTITY
+                        | StatusCode::FORBIDDEN
+                        | StatusCode::NOT_FOUND
+                ),
+                why: format!("the token endpoint answered {status}, not 201 Created"),
+            });
+        }
+        let granted: Granted = serde_json::from_slice(&body)
+            .map_err(|_| "the token endpoint's answer is not a token grant")?;
+        let token = GitHubToken::new(&granted.token)
+            .ok_or("the granted token cannot be sent in a header")?;
+        let expires = humantime::parse_rfc3339(&granted.expires_at)
+            .map_err(|_| "the grant's expires_at is not RFC 3339")?;
+        let lifetime = expires
+            .duration_since(SystemTime::now())
+            .map_err(|_| "the granted token has already expired")?;
+        Ok((token, lifetime))
+    }
+
+    /// One request authenticated with a fresh App JWT: its status and body
+    /// (at most 64 KiB).
+    async fn app_request(
+        &self,
+        app: &AppCredential,
+        method: Method,
+        uri: String,
+        body: Option<Bytes>,
+        client: &UpstreamClient,
+        upstream: &Upstream,
+    ) -> Result<(StatusCode, Bytes), ExchangeError> {
         let key = self.app_key.as_ref().ok_or("no App key")?;
         let now = unix_now();
         let claims = AppClaims {
@@ -247,24 +508,24 @@ impl Credentials {
             key,
         )
         .map_err(|e| format!("cannot sign the App JWT: {e}"))?;
-        let uri = format!(
-            "{}/app/installations/{}/access_tokens",
-            upstream.base_url(),
-            app.installation_id
-        );
         let mut authorization = HeaderValue::from_str(&format!("Bearer {jwt}"))
             .map_err(|_| "the App JWT is not a header value")?;
         authorization.set_sensitive(true);
-        let request = Request::builder()
-            .method(Method::POST)
+        let body = body.unwrap_or_default();
+        let mut request = Request::builder()
+            .method(method)
             .uri(uri)
             .header(http::header::AUTHORIZATION, authorization)
             .header(http::header::HOST, upstream.host.clone())
             .header(http::header::ACCEPT, "application/vnd.github+json")
             .header(http::header::USER_AGENT, "signet-proxy")
-            .header("x-github-api-version", "2022-11-28")
-            .header(http::header::CONTENT_LENGTH, "0")
-            .body(Full::new(Bytes::new()))
+            .header("x-github-api-version", "2022-11-28");
+        if !body.is_empty() {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(Full::new(body))
             .map_err(|e| e.to_string())?;
         let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
             .await
@@ -279,22 +540,7 @@ impl Credentials {
         .map_err(|_| "the token endpoint's body did not arrive in 30 s".to_owned())?
         .map_err(|e| format!("cannot read the token endpoint's answer: {e}"))?
         .to_bytes();
-        // Exactly 201: a 200 (or anything else) is not a token grant.
-        if status != StatusCode::CREATED {
-            return Err(format!(
-                "the token endpoint answered {status}, not 201 Created"
-            ));
-        }
-        let granted: Granted = serde_json::from_slice(&body)
-            .map_err(|_| "the token endpoint's answer is not a token grant".to_owned())?;
-        let token = GitHubToken::new(&granted.token)
-            .ok_or("the granted token cannot be sent in a header")?;
-        let expires = humantime::parse_rfc3339(&granted.expires_at)
-            .map_err(|_| "the grant's expires_at is not RFC 3339")?;
-        let lifetime = expires
-            .duration_since(SystemTime::now())
-            .map_err(|_| "the granted token has already expired")?;
-        Ok((token, lifetime))
+        Ok((status, body))
     }
 }
 

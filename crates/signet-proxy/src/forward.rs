@@ -28,6 +28,7 @@ use crate::config::{Config, Upstream};
 use crate::credentials::Credentials;
 use crate::links::LinkRewriter;
 use crate::refusal::Refusal;
+use crate::scope::GitHubScope;
 
 /// Request headers a client may not pass upstream, besides the hop-by-hop set.
 const CLIENT_ONLY: [HeaderName; 6] = [
@@ -167,6 +168,7 @@ impl Forwarder {
     pub async fn forward(
         &self,
         _verified: &VerifiedProof,
+        scope: Option<&GitHubScope>,
         mut parts: request::Parts,
         target: &str,
         body: BufferedBody,
@@ -174,10 +176,10 @@ impl Forwarder {
         let uri = upstream_uri(&self.upstream, target)?;
         // The client's Host, for pagination links when no --public-url is set.
         let client_host = parts.headers.get(HOST).cloned();
-        let Some(credential) = self.credentials.current() else {
-            return Err(Refusal::new(ErrorCode::UpstreamCredentialsUnavailable)
-                .with_detail("no usable GitHub token is held yet"));
-        };
+        let credential = self
+            .credentials
+            .for_client(scope, &self.client, &self.upstream)
+            .await?;
         let client_framed_a_body = parts.headers.contains_key(CONTENT_LENGTH)
             || parts.headers.contains_key(TRANSFER_ENCODING);
         rewrite_request_headers(
@@ -228,7 +230,7 @@ impl Forwarder {
         let (mut parts, body) = response.into_parts();
         if parts.status == http::StatusCode::UNAUTHORIZED {
             // An expired or revoked installation token: get a new one now.
-            self.credentials.rejected();
+            self.credentials.rejected(&credential);
         }
         if parts.status.is_informational() {
             // We never ask for an upgrade (Upgrade is stripped), so a 101 or

@@ -44,6 +44,7 @@ pub mod rate;
 pub mod refusal;
 pub mod replay;
 pub mod revoke;
+pub mod scope;
 pub mod secret;
 pub mod server;
 pub mod side;
@@ -63,7 +64,11 @@ pub use server::{shutdown_signal, Server, StartError};
 /// upstream TLS setup, Redis URL — without binding one (`check-config`).
 /// Returns a one-line summary.
 pub async fn check_config(config: &Config) -> Result<String, StartError> {
-    let clients = clients::Clients::load(config.master_keys.clone(), config.keys_file.clone())?;
+    let clients = clients::Clients::load(
+        config.master_keys.clone(),
+        config.keys_file.clone(),
+        config.credential.can_scope(),
+    )?;
     let credentials =
         std::sync::Arc::new(credentials::Credentials::new(config.credential.clone())?);
     forward::Forwarder::new(config, credentials)?;

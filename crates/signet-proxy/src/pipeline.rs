@@ -232,7 +232,7 @@ impl Proxy {
         let forwarding = Instant::now();
         let response = self
             .forwarder
-            .forward(&verified, parts, target, body)
+            .forward(&verified, client.github.as_ref(), parts, target, body)
             .await?;
         self.metrics.stage("upstream", forwarding.elapsed());
         self.metrics

@@ -82,6 +82,7 @@ impl Server {
         let clients = Arc::new(Clients::load(
             config.master_keys.clone(),
             config.keys_file.clone(),
+            config.credential.can_scope(),
         )?);
         let replay = ReplayStore::for_config(config)?;
         let replay_kind = replay.kind();

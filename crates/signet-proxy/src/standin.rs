@@ -18,6 +18,8 @@
 //! | `/hop-by-hop` | 200 with hop-by-hop response headers a proxy must drop |
 //! | `/limit/{resource}/{remaining}/{reset}` | 200 with those `X-RateLimit-*` headers |
 //! | `/secondary/{seconds}` | 403, GitHub's secondary-rate-limit answer with `Retry-After` |
+//! | App mode: `POST /app/installations/{id}/access_tokens` | 201 with a token (scoped to the body's `repositories`; 422 for a repository named `missing…`) |
+//! | App mode: `GET /app/installations/{id}` | the installation, account `acme` |
 //! | anything else | 404 `{"message":"Not Found"}` |
 //!
 //! With a token set, a request without `Authorization: Bearer <token>` gets
@@ -85,8 +87,29 @@ struct AppIssuer {
     app_id: u64,
     installation_id: u64,
     ttl: Duration,
-    /// Tokens and when they expire.
-    issued: Mutex<Vec<(String, std::time::SystemTime)>>,
+    /// Tokens, when they expire, and the repositories they are limited to.
+    issued: Mutex<Vec<Issued>>,
+}
+
+/// One installation token the stand-in issued.
+struct Issued {
+    token: String,
+    expires: std::time::SystemTime,
+    /// `Some`: only these repositories (bare names), as GitHub scopes tokens.
+    repositories: Option<Vec<String>>,
+}
+
+/// The account every stand-in installation belongs to.
+pub const INSTALLATION_ACCOUNT: &str = "acme";
+
+/// Repositories whose name starts with this do not exist: a token request
+/// scoped to one is refused with 422, as GitHub does.
+pub const MISSING_REPOSITORY_PREFIX: &str = "missing";
+
+/// The access-token request's optional body.
+#[derive(serde::Deserialize, Default)]
+struct TokenRequest {
+    repositories: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for AppIssuer {
@@ -99,12 +122,8 @@ impl std::fmt::Debug for AppIssuer {
 }
 
 impl AppIssuer {
-    /// 201 with a new token, if the request carries a valid App JWT.
-    fn grant(
-        &self,
-        headers: &HeaderMap,
-        issued: &std::sync::atomic::AtomicUsize,
-    ) -> Response<StandInBody> {
+    /// Whether the request carries a valid App JWT.
+    fn app_jwt_valid(&self, headers: &HeaderMap) -> bool {
         let jwt = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -113,11 +132,46 @@ impl AppIssuer {
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.set_required_spec_claims(&["exp", "iat", "iss"]);
         validation.set_issuer(&[self.app_id.to_string()]);
-        if jsonwebtoken::decode::<serde_json::Value>(jwt, &self.key, &validation).is_err() {
+        jsonwebtoken::decode::<serde_json::Value>(jwt, &self.key, &validation).is_ok()
+    }
+
+    /// 201 with a new token, if the request carries a valid App JWT and
+    /// asks for repositories that exist.
+    fn grant(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        issued: &std::sync::atomic::AtomicUsize,
+    ) -> Response<StandInBody> {
+        if !self.app_jwt_valid(headers) {
             return json(
                 StatusCode::UNAUTHORIZED,
                 r#"{"message":"A JSON web token could not be decoded"}"#,
             );
+        }
+        let request: TokenRequest = if body.is_empty() {
+            TokenRequest::default()
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(request) => request,
+                Err(_) => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        r#"{"message":"Problems parsing JSON"}"#,
+                    )
+                }
+            }
+        };
+        if let Some(repositories) = &request.repositories {
+            if repositories
+                .iter()
+                .any(|r| r.contains('/') || r.starts_with(MISSING_REPOSITORY_PREFIX))
+            {
+                return json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    r#"{"message":"There is at least one repository that does not exist or is not accessible to the parent installation."}"#,
+                );
+            }
         }
         let mut random = [0u8; 20];
         if getrandom::fill(&mut random).is_err() {
@@ -127,7 +181,11 @@ impl AppIssuer {
         let token = format!("ghs_{token}");
         let expires = std::time::SystemTime::now() + self.ttl;
         if let Ok(mut list) = self.issued.lock() {
-            list.push((token.clone(), expires));
+            list.push(Issued {
+                token: token.clone(),
+                expires,
+                repositories: request.repositories,
+            });
         }
         issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let expires_at = humantime::format_rfc3339_seconds(expires);
@@ -137,20 +195,26 @@ impl AppIssuer {
         )
     }
 
-    fn accepts(&self, headers: &HeaderMap) -> bool {
+    /// `None`: no live token it issued (401). `Some(false)`: a scoped token
+    /// asking for a repository outside its scope (404, as GitHub answers).
+    fn accepts(&self, headers: &HeaderMap, path: &str) -> Option<bool> {
         let given = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
         let now = std::time::SystemTime::now();
-        self.issued
-            .lock()
-            .map(|list| {
-                list.iter()
-                    .any(|(token, expires)| token == given && *expires > now)
-            })
-            .unwrap_or(false)
+        let list = self.issued.lock().ok()?;
+        let issued = list.iter().find(|i| i.token == given && i.expires > now)?;
+        let repository = path
+            .strip_prefix("/api/v3")
+            .unwrap_or(path)
+            .strip_prefix("/repos/")
+            .and_then(|rest| rest.split('/').nth(1));
+        Some(match (&issued.repositories, repository) {
+            (Some(allowed), Some(repository)) => allowed.iter().any(|a| a == repository),
+            _ => true,
+        })
     }
 }
 
@@ -326,12 +390,28 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
     }
 
     if let Some(app) = &state.app {
-        let exchange = format!("/app/installations/{}/access_tokens", app.installation_id);
-        if parts.method == http::Method::POST && parts.uri.path() == exchange {
-            return app.grant(&parts.headers, &state.issued);
+        let installation = format!("/app/installations/{}", app.installation_id);
+        if parts.uri.path().strip_prefix(installation.as_str()) == Some("/access_tokens")
+            && parts.method == http::Method::POST
+        {
+            return app.grant(&parts.headers, &body, &state.issued);
         }
-        if !app.accepts(&parts.headers) {
-            return json(StatusCode::UNAUTHORIZED, r#"{"message":"Bad credentials"}"#);
+        if parts.uri.path() == installation && parts.method == http::Method::GET {
+            if !app.app_jwt_valid(&parts.headers) {
+                return json(StatusCode::UNAUTHORIZED, r#"{"message":"Bad credentials"}"#);
+            }
+            return json(
+                StatusCode::OK,
+                &format!(
+                    r#"{{"id":{},"account":{{"login":"{INSTALLATION_ACCOUNT}"}}}}"#,
+                    app.installation_id
+                ),
+            );
+        }
+        match app.accepts(&parts.headers, parts.uri.path()) {
+            None => return json(StatusCode::UNAUTHORIZED, r#"{"message":"Bad credentials"}"#),
+            Some(false) => return not_found(),
+            Some(true) => {}
         }
     }
     if let Some(token) = &state.token {

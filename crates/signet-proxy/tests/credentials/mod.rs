@@ -198,6 +198,196 @@ async fn a_401_from_github_makes_the_proxy_fetch_a_new_installation_token_at_onc
 }
 
 // ---------------------------------------------------------------------------
+// Per-client scoped tokens
+// ---------------------------------------------------------------------------
+
+/// A proxy in App mode that trusts only the clients of `keys` (TOML text).
+async fn app_proxy_with_keys(
+    upstream: &StandIn,
+    key_file: std::path::PathBuf,
+    keys: &str,
+    dir: &Path,
+) -> RunningProxy {
+    let keys_file = dir.join("keys.toml");
+    std::fs::write(&keys_file, keys).expect("write keys file");
+    let mut config = config(&upstream.url(), &Signer::new());
+    config.master_keys.clear();
+    config.keys_file = Some(keys_file);
+    config.credential = CredentialSource::App(AppCredential {
+        app_id: 5,
+        key_file,
+        installation_id: 6,
+    });
+    RunningProxy::start(&config).await
+}
+
+fn client_entry(name: &str, signer: &Signer, extra: &str) -> String {
+    format!(
+        "[[client]]\nname = \"{name}\"\nkey = \"{}\"\n{extra}\n",
+        signet_core::public_key_hex(&signer.key())
+    )
+}
+
+fn get(signer: &Signer, target: &str) -> Request {
+    Request::get(target).proof(signer.sign("GET", target, b""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_client_is_forwarded_with_a_token_minted_for_exactly_its_scope() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key_file, public) = app_key(dir.path());
+    // 3 s tokens: the scoped token rotates during the test too.
+    let upstream = StandIn::start_app(&public, 5, 6, Duration::from_secs(3))
+        .await
+        .expect("stand-in");
+    let (scoped, full) = (Signer::new(), Signer::new());
+    let keys = client_entry(
+        "scoped",
+        &scoped,
+        r#"github = { repositories = ["acme/app"], permissions = { issues = "write", contents = "read" } }"#,
+    ) + &client_entry("full", &full, "");
+    let proxy = app_proxy_with_keys(&upstream, key_file, &keys, dir.path()).await;
+    assert!(wait_ready(&proxy).await);
+
+    assert_eq!(
+        send(proxy.addr, &get(&scoped, "/repos/acme/app"))
+            .await
+            .status,
+        200
+    );
+    // GitHub itself enforces the scope: the token cannot reach another repository.
+    assert_eq!(
+        send(proxy.addr, &get(&scoped, "/repos/acme/other"))
+            .await
+            .status,
+        404
+    );
+    // The installation's full token can.
+    assert_eq!(
+        send(proxy.addr, &get(&full, "/repos/acme/other"))
+            .await
+            .status,
+        200
+    );
+
+    let requests = upstream.requests();
+    let exchanges: Vec<_> = requests
+        .iter()
+        .filter(|r| r.target.ends_with("/access_tokens"))
+        .collect();
+    assert!(
+        exchanges.iter().any(|r| r.body.as_ref()
+            == br#"{"permissions":{"contents":"read","issues":"write"},"repositories":["app"]}"#),
+        "the scope is asked for with bare repository names: {exchanges:?}"
+    );
+    // The last request for each target: `/repos/acme/other` was the full client's.
+    let token_of = |target: &str| {
+        requests
+            .iter()
+            .rev()
+            .find(|r| r.target == target)
+            .and_then(|r| r.headers.get("authorization").cloned())
+    };
+    assert_ne!(token_of("/repos/acme/app"), None);
+    assert_ne!(
+        token_of("/repos/acme/app"),
+        token_of("/repos/acme/other"),
+        "scoped and full requests carry different tokens"
+    );
+
+    // Rotation of the scoped token under continuous use: no failed request.
+    let issued_before = upstream.issued_tokens();
+    let started = Instant::now();
+    let mut served = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        let reply = send(proxy.addr, &get(&scoped, "/repos/acme/app")).await;
+        assert_eq!(reply.status, 200, "request {served}: {}", reply.text());
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        upstream.issued_tokens() >= issued_before + 2,
+        "the scoped token was refreshed: {} then {} issued",
+        issued_before,
+        upstream.issued_tokens()
+    );
+}
+
+#[tokio::test]
+async fn a_scope_github_refuses_fails_that_clients_requests_and_never_uses_the_broader_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key_file, public) = app_key(dir.path());
+    let upstream = StandIn::start_app(&public, 5, 6, Duration::from_secs(3600))
+        .await
+        .expect("stand-in");
+    let (unknown, foreign, full) = (Signer::new(), Signer::new(), Signer::new());
+    let keys = client_entry(
+        "unknown-repo",
+        &unknown,
+        r#"github = { repositories = ["missing-repo"] }"#,
+    ) + &client_entry(
+        "foreign-owner",
+        &foreign,
+        r#"github = { repositories = ["other/app"] }"#,
+    ) + &client_entry("full", &full, "");
+    let proxy = app_proxy_with_keys(&upstream, key_file, &keys, dir.path()).await;
+    assert!(wait_ready(&proxy).await);
+
+    for signer in [&unknown, &foreign] {
+        for _ in 0..2 {
+            let reply = send(proxy.addr, &get(signer, "/repos/acme/app")).await;
+            assert_refused(&reply, ErrorCode::UpstreamScopeRefused);
+        }
+    }
+    let exchanges = upstream
+        .requests()
+        .iter()
+        .filter(|r| r.target.ends_with("/access_tokens"))
+        .count();
+    assert_eq!(
+        exchanges, 2,
+        "the main token and one refused scope; a refusal is held, not retried at once"
+    );
+    assert!(
+        upstream
+            .requests()
+            .iter()
+            .all(|r| !r.target.starts_with("/repos/")),
+        "nothing was sent with a broader token"
+    );
+    assert_eq!(
+        send(proxy.addr, &get(&full, "/repos/acme/app"))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_github_scope_without_app_credentials_is_a_config_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys_file = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys_file,
+        client_entry(
+            "scoped",
+            &Signer::new(),
+            r#"github = { repositories = ["acme/app"] }"#,
+        ),
+    )
+    .expect("write keys file");
+    let mut config = config("http://127.0.0.1:9", &Signer::new());
+    config.keys_file = Some(keys_file);
+    let error = signet_proxy::check_config(&config)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("needs GitHub App credentials"), "{error}");
+    assert!(signet_proxy::Server::bind(&config).await.is_err());
+}
+
+// ---------------------------------------------------------------------------
 // The quota guard
 // ---------------------------------------------------------------------------
 
