@@ -15,6 +15,7 @@ use signet_core::ErrorCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use crate::cache::Recorder;
 use crate::refusal::Refusal;
 
 /// The body of every response the proxy sends: a small in-memory body
@@ -39,6 +40,8 @@ struct Streamed {
     waiting: bool,
     /// The request's `--upstream-concurrency` slot, held until the body ends.
     _slot: Option<OwnedSemaphorePermit>,
+    /// Keeps a copy for the cache while it streams.
+    recorder: Option<Box<Recorder>>,
 }
 
 impl ProxyBody {
@@ -62,7 +65,20 @@ impl ProxyBody {
             stall: Box::pin(tokio::time::sleep(stall_limit)),
             waiting: false,
             _slot: slot,
+            recorder: None,
         }))
+    }
+
+    /// The same body, with a copy of what streams through kept for the
+    /// cache (stored only if it ends whole). In-memory bodies are unchanged.
+    pub fn recorded(self, recorder: Recorder) -> Self {
+        match self.0 {
+            Kind::Streamed(mut streamed) => {
+                streamed.recorder = Some(Box::new(recorder));
+                ProxyBody(Kind::Streamed(streamed))
+            }
+            full => ProxyBody(full),
+        }
     }
 }
 
@@ -92,6 +108,22 @@ impl Body for ProxyBody {
                 match Pin::new(&mut streamed.body).poll_frame(cx) {
                     Poll::Ready(frame) => {
                         streamed.waiting = false;
+                        if let Some(recorder) = &mut streamed.recorder {
+                            match &frame {
+                                Some(Ok(frame)) => {
+                                    if let Some(data) = frame.data_ref() {
+                                        recorder.push(data);
+                                    }
+                                    // hyper may not poll again once a sized
+                                    // body has all its bytes.
+                                    if streamed.body.is_end_stream() {
+                                        recorder.finish();
+                                    }
+                                }
+                                Some(Err(_)) => streamed.recorder = None,
+                                None => recorder.finish(),
+                            }
+                        }
                         Poll::Ready(frame.map(|f| f.map_err(Into::into)))
                     }
                     Poll::Pending => match streamed.stall.as_mut().poll(cx) {

@@ -109,6 +109,16 @@ pub struct Args {
     #[arg(global = true, long, default_value = "32MiB")]
     pub body_buffer_budget: String,
 
+    /// Bytes of GitHub responses kept for conditional requests (KiB/MiB/GiB suffix; 0 turns
+    /// the cache off). A 304 to a revalidation costs no GitHub quota.
+    #[arg(
+        global = true,
+        long,
+        env = "SIGNET_CACHE_SIZE",
+        default_value = "64MiB"
+    )]
+    pub cache_size: String,
+
     /// Most requests in flight to GitHub at once (its secondary limits); more wait up to
     /// --upstream-timeout for a slot, then get 503 UPSTREAM_BUSY.
     #[arg(global = true, long, default_value_t = 100)]

@@ -55,6 +55,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Most requests in flight to GitHub at once (its secondary limits).
     pub upstream_concurrency: usize,
+    /// Bytes of responses the conditional-request cache keeps (0: off).
+    pub cache_size: u64,
     /// Purposes a proof must carry one of; empty means any.
     pub allowed_purposes: Vec<Purpose>,
     /// The proxy's URL as clients reach it; upstream URLs in `Link` and
@@ -229,6 +231,7 @@ impl Config {
             max_connections: 1024,
             upstream_timeout: Duration::from_secs(30),
             upstream_concurrency: 100,
+            cache_size: 64 * 1024 * 1024,
             allowed_purposes: Vec::new(),
             public_url: None,
             upstream_ca_file: None,
@@ -311,6 +314,7 @@ impl Config {
             ));
         }
         config.upstream_concurrency = args.upstream_concurrency;
+        config.cache_size = parse_size("cache-size", &args.cache_size)?;
         config.upstream_timeout = positive(
             "upstream-timeout",
             &args.upstream_timeout,

@@ -25,7 +25,7 @@ use signet_core::{ErrorCode, VerifiedProof};
 
 use crate::body::{BufferedBody, ProxyBody};
 use crate::config::{Config, Upstream};
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, Current};
 use crate::links::LinkRewriter;
 use crate::refusal::Refusal;
 use crate::scope::GitHubScope;
@@ -168,7 +168,7 @@ impl Forwarder {
     pub async fn forward(
         &self,
         _verified: &VerifiedProof,
-        scope: Option<&GitHubScope>,
+        credential: &Current,
         mut parts: request::Parts,
         target: &str,
         body: BufferedBody,
@@ -176,10 +176,6 @@ impl Forwarder {
         let uri = upstream_uri(&self.upstream, target)?;
         // The client's Host, for pagination links when no --public-url is set.
         let client_host = parts.headers.get(HOST).cloned();
-        let credential = self
-            .credentials
-            .for_client(scope, &self.client, &self.upstream)
-            .await?;
         let client_framed_a_body = parts.headers.contains_key(CONTENT_LENGTH)
             || parts.headers.contains_key(TRANSFER_ENCODING);
         rewrite_request_headers(
@@ -230,7 +226,7 @@ impl Forwarder {
         let (mut parts, body) = response.into_parts();
         if parts.status == http::StatusCode::UNAUTHORIZED {
             // An expired or revoked installation token: get a new one now.
-            self.credentials.rejected(&credential);
+            self.credentials.rejected(credential);
         }
         if parts.status.is_informational() {
             // We never ask for an upgrade (Upgrade is stripped), so a 101 or
@@ -263,6 +259,14 @@ impl Forwarder {
             parts,
             ProxyBody::streamed(body, self.timeout, Some(slot)),
         ))
+    }
+
+    /// The token a client's requests go out with: the installation's (or
+    /// the static one), or the one minted for the client's `github` scope.
+    pub async fn credential(&self, scope: Option<&GitHubScope>) -> Result<Arc<Current>, Refusal> {
+        self.credentials
+            .for_client(scope, &self.client, &self.upstream)
+            .await
     }
 
     /// The client the forwarder uses, for the credential task's exchanges.

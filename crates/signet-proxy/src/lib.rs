@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod cache;
 pub mod cli;
 pub mod clients;
 pub mod clock;

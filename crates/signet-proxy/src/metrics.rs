@@ -69,6 +69,10 @@ pub struct Metrics {
     log_lines_dropped_seen: AtomicU64,
     config_reloads: Family<ResultLabels, Counter>,
     last_reload_success: Gauge,
+    cache_responses: Family<ResultLabels, Counter>,
+    cache_quota_saved: Counter,
+    cache_entries: Gauge,
+    cache_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -105,6 +109,10 @@ impl Metrics {
             log_lines_dropped_seen: AtomicU64::new(0),
             config_reloads: Family::default(),
             last_reload_success: Gauge::default(),
+            cache_responses: Family::default(),
+            cache_quota_saved: Counter::default(),
+            cache_entries: Gauge::default(),
+            cache_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -161,6 +169,26 @@ impl Metrics {
             "config_last_reload_success_timestamp_seconds",
             "When the keys file was last loaded successfully (unix seconds)",
             metrics.last_reload_success.clone(),
+        );
+        registry.register(
+            "cache_responses",
+            "Cacheable GET and HEAD answers, by X-Signet-Cache result (HIT, REVALIDATED, MISS)",
+            metrics.cache_responses.clone(),
+        );
+        registry.register(
+            "cache_quota_saved",
+            "Requests answered without spending GitHub primary quota (hits, and 304 revalidations)",
+            metrics.cache_quota_saved.clone(),
+        );
+        registry.register(
+            "cache_entries",
+            "Responses held by the conditional-request cache",
+            metrics.cache_entries.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Bytes held by the conditional-request cache",
+            metrics.cache_bytes.clone(),
         );
         let mut metrics = metrics;
         metrics.registry = registry;
@@ -256,6 +284,26 @@ impl Metrics {
                 .get_or_create(&ResourceLabels { resource })
                 .set(reset);
         }
+    }
+
+    /// The cache answered a request.
+    pub fn cache_answered(&self, outcome: crate::cache::Outcome) {
+        self.cache_responses
+            .get_or_create(&ResultLabels {
+                result: outcome.as_str(),
+            })
+            .inc();
+        if outcome != crate::cache::Outcome::Miss {
+            self.cache_quota_saved.inc();
+        }
+    }
+
+    /// The cache stored a response; it now holds `entries` in `bytes`.
+    pub fn cache_stored(&self, entries: usize, bytes: u64) {
+        self.cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The keys file was (re)loaded, or refused.

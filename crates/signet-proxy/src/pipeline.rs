@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! target form → method → health → parse proof → cheap checks → read body
-//!   → signatures → policy → replay → rewrite + forward → stream back → log
+//!   → signatures → policy → rate → credential → cache lookup → quota
+//!   → replay → cached answer, or rewrite + forward → stream back (kept by
+//!   the cache) → log
 //! ```
 
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use signet_core::{
 };
 
 use crate::body::{self, BodyBudget, ProxyBody};
+use crate::cache::{Cache, Plan};
 use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -57,6 +60,8 @@ pub struct Proxy {
     max_body_size: u64,
     body_budget: BodyBudget,
     read_timeout: Option<Duration>,
+    cache: Cache,
+    upstream_timeout: Duration,
 }
 
 impl Proxy {
@@ -70,8 +75,15 @@ impl Proxy {
         rate: RateLimiter,
         credentials: Arc<Credentials>,
     ) -> Result<Self, ForwardSetupError> {
+        let metrics = Arc::new(Metrics::new());
         Ok(Proxy {
-            metrics: Arc::new(Metrics::new()),
+            cache: Cache::new(
+                config.cache_size,
+                config.public_url.is_none(),
+                Arc::clone(&metrics),
+            ),
+            upstream_timeout: config.upstream_timeout,
+            metrics,
             quota: QuotaGuard::default(),
             clients,
             revocations,
@@ -147,6 +159,7 @@ impl Proxy {
         log: &mut RequestLog,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let (mut parts, body) = request.into_parts();
+        let head = parts.method == Method::HEAD;
         let uri = std::mem::take(&mut parts.uri);
 
         // Target form comes before every §5 step, so nothing below ever sees
@@ -159,7 +172,6 @@ impl Proxy {
         target::allowed_method(&parts.method)?;
 
         // Health needs no proof; it is answered before any proof work.
-        let head = parts.method == Method::HEAD;
         if health::matches(&parts.method, uri.path(), &self.health_path) {
             log.health();
             return Ok(health::response(head));
@@ -220,19 +232,50 @@ impl Proxy {
         // a refused request may be retried with the same proof.
         self.rate.check(&client).await?;
 
-        // The shared token's quota: answered here while GitHub would refuse.
-        self.quota.check(target, self.clock.now())?;
+        // The token this client's requests go out with (its own scope, or
+        // the installation's), before the cache: entries are partitioned by it.
+        let credential = self.forwarder.credential(client.github.as_ref()).await?;
+
+        // The cache: what it holds for this request, fresh or to revalidate.
+        let lookup = self.cache.lookup(
+            &parts.method,
+            target,
+            &parts.headers,
+            &credential,
+            Instant::now(),
+        );
+
+        // The shared token's quota: answered here while GitHub would refuse
+        // (a fresh cache hit does not ask GitHub).
+        if !lookup.is_fresh() {
+            self.quota.check(target, self.clock.now())?;
+        }
 
         // Step 11: the replay record is written last, so only verified,
         // authorised requests can take room in the store; the store checks
-        // freshness again with the `now` it records by (amendment 1).
+        // freshness again with the `now` it records by (amendment 1). A
+        // cached answer consumes the proof like a forwarded one.
         self.replay.record(&verified).await?;
+
+        // A fresh entry is answered now; an identical GET already in flight
+        // is waited for instead of asked again.
+        let (lookup, leader) = match self
+            .cache
+            .plan(lookup, &parts.method, self.upstream_timeout)
+            .await
+        {
+            Plan::Answer(entry, outcome) => return Ok(self.cache.answer(&entry, outcome, head)),
+            Plan::Forward(lookup, leader) => (lookup, leader),
+        };
+        let method = parts.method.clone();
+        let request_headers = lookup.may_store().then(|| parts.headers.clone());
+        lookup.add_validators(&mut parts.headers);
 
         // §7: rewrite headers and forward; the response streams back.
         let forwarding = Instant::now();
         let response = self
             .forwarder
-            .forward(&verified, client.github.as_ref(), parts, target, body)
+            .forward(&verified, &credential, parts, target, body)
             .await?;
         self.metrics.stage("upstream", forwarding.elapsed());
         self.metrics
@@ -243,7 +286,18 @@ impl Proxy {
             response.headers(),
             self.clock.now(),
         );
-        Ok(response)
+        // A 304 to our revalidation becomes the stored 200; a cacheable 200
+        // is kept as it streams.
+        Ok(self.cache.complete(
+            lookup,
+            leader,
+            &method,
+            request_headers,
+            &credential,
+            response,
+            head,
+            Instant::now(),
+        ))
     }
 }
 

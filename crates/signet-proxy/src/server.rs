@@ -268,11 +268,19 @@ async fn refresh_revocations(revocations: Arc<Revocations>, clock: crate::clock:
 /// Reloads the keys file on SIGHUP and when it changes on disk (checked
 /// every 2 s). A file that fails is logged and the set in force stays.
 async fn watch_keys_file(clients: Arc<Clients>, metrics: Arc<Metrics>) {
-    if clients.keys_file().is_none() {
-        return;
-    }
+    // The handler is installed even without a keys file: SIGHUP's default
+    // action would end the process (`systemctl reload` must never do that).
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    if clients.keys_file().is_none() {
+        #[cfg(unix)]
+        if let Some(hangup) = hangup.as_mut() {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: nothing to reload (no --keys-file)");
+            }
+        }
+        return;
+    }
     loop {
         #[cfg(unix)]
         let signalled = async {

@@ -15,6 +15,7 @@
 //! | `/status/{code}` | that status |
 //! | `/redirect` | 302 to `/user` on this stand-in |
 //! | `/gated` | 200, `first\n` at once, then `rest\n` only after [`StandIn::open_gate`] |
+//! | `/etag/{max_age}/{delay_ms}` | `{"revision":N}` with `ETag: "rN"` and `max-age`; `304` to a matching `If-None-Match` ([`StandIn::bump_revision`] changes it) |
 //! | `/hop-by-hop` | 200 with hop-by-hop response headers a proxy must drop |
 //! | `/limit/{resource}/{remaining}/{reset}` | 200 with those `X-RateLimit-*` headers |
 //! | `/secondary/{seconds}` | 403, GitHub's secondary-rate-limit answer with `Retry-After` |
@@ -68,6 +69,7 @@ pub struct StandIn {
     recorded: Arc<Mutex<Vec<Recorded>>>,
     gate: Arc<tokio::sync::Notify>,
     issued: Arc<std::sync::atomic::AtomicUsize>,
+    revision: Arc<std::sync::atomic::AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -79,6 +81,8 @@ struct State {
     base: String,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     issued: Arc<std::sync::atomic::AtomicUsize>,
+    /// The content revision of the `/etag/…` resource.
+    revision: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A GitHub App installation's token issuer.
@@ -257,6 +261,12 @@ impl StandIn {
         }
     }
 
+    /// Changes the content (and `ETag`) of the `/etag/…` resource.
+    pub fn bump_revision(&self) {
+        self.revision
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Tokens issued in App mode so far.
     pub fn issued_tokens(&self) -> usize {
         self.issued.load(std::sync::atomic::Ordering::Relaxed)
@@ -289,7 +299,9 @@ impl StandIn {
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(tokio::sync::Notify::new());
         let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let revision = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let state = Arc::new(State {
+            revision: Arc::clone(&revision),
             token: token.map(str::to_owned),
             app: app.clone(),
             issued: Arc::clone(&issued),
@@ -335,6 +347,7 @@ impl StandIn {
             recorded,
             gate,
             issued,
+            revision,
             task,
         })
     }
@@ -527,6 +540,7 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
             }
             response
         }
+        ["etag", max_age, delay] => conditional(state, &parts.headers, max_age, delay).await,
         ["hop-by-hop"] => {
             let mut response = json(StatusCode::OK, "{}");
             let headers = response.headers_mut();
@@ -541,6 +555,54 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
         }
         _ => not_found(),
     }
+}
+
+/// A resource with an `ETag`, as GitHub serves them: `{"revision":N}` with
+/// `ETag: "rN"`, `Cache-Control: private, max-age=<max_age>` and GitHub's
+/// `Vary`; a matching `If-None-Match` gets `304 Not Modified`. The answer
+/// waits `delay` milliseconds.
+async fn conditional(
+    state: &State,
+    headers: &HeaderMap,
+    max_age: &str,
+    delay: &str,
+) -> Response<StandInBody> {
+    let (Ok(max_age), Ok(delay)) = (max_age.parse::<u64>(), delay.parse::<u64>()) else {
+        return not_found();
+    };
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    let revision = state.revision.load(std::sync::atomic::Ordering::Relaxed);
+    let etag = format!("\"r{revision}\"");
+    let unchanged = headers
+        .get(http::header::IF_NONE_MATCH)
+        .is_some_and(|given| given.as_bytes() == etag.as_bytes());
+    let mut response = if unchanged {
+        let mut response = Response::new(StandInBody::Left(Bytes::new().into()));
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+            .headers_mut()
+            .insert("x-ratelimit-remaining", HeaderValue::from_static("4999"));
+        response
+    } else {
+        json(StatusCode::OK, &format!(r#"{{"revision":{revision}}}"#))
+    };
+    let response_headers = response.headers_mut();
+    for (name, value) in [
+        ("etag", etag),
+        (
+            "cache-control",
+            format!("private, max-age={max_age}, s-maxage={max_age}"),
+        ),
+        (
+            "vary",
+            "Accept, Authorization, Cookie, X-GitHub-OTP".to_owned(),
+        ),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response_headers.insert(name, value);
+        }
+    }
+    response
 }
 
 fn json(status: StatusCode, body: &str) -> Response<StandInBody> {

@@ -3,6 +3,7 @@
 //! thing a user depends on (spec: `docs/PROTOCOL.md`, Signet-Proof v1).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cache;
 mod clients;
 mod credentials;
 mod replicas;

@@ -490,6 +490,49 @@ async fn sighup_reloads_the_keys_file_of_the_running_binary() {
 }
 
 #[tokio::test]
+async fn sighup_without_a_keys_file_leaves_the_binary_serving() {
+    let port = crate::support::free_port().to_string();
+    let master = signet_core::public_key_hex(&Signer::new().key());
+    let mut child = crate::binary(
+        &[
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--github-api",
+            "http://127.0.0.1:9",
+            "--github-token",
+            crate::support::TOKEN,
+            "--master-key",
+            &master,
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    crate::wait_until_healthy(addr, &mut child).await;
+    let pid = child.id().to_string();
+    for _ in 0..3 {
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill -HUP");
+        assert!(hup.success());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(child.try_wait().ok().flatten(), None, "still running");
+    let _running = crate::security::Running(child);
+    assert_eq!(
+        crate::support::send(addr, &Request::get("/healthz"))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
 async fn a_stale_admin_proof_is_refused_for_its_clock_not_its_key() {
     let admin = AdminClient {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port())),
