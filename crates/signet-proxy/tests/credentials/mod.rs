@@ -364,6 +364,42 @@ async fn a_scope_github_refuses_fails_that_clients_requests_and_never_uses_the_b
 }
 
 #[tokio::test]
+async fn cached_responses_never_cross_credentials_and_are_revalidated_after_a_rotation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key_file, public) = app_key(dir.path());
+    // 3 s tokens: the main token is replaced after 2.4 s.
+    let upstream = StandIn::start_app(&public, 5, 6, Duration::from_secs(3))
+        .await
+        .expect("stand-in");
+    let (scoped, full) = (Signer::new(), Signer::new());
+    let keys = client_entry(
+        "scoped",
+        &scoped,
+        r#"github = { repositories = ["acme/app"] }"#,
+    ) + &client_entry("full", &full, "");
+    let proxy = app_proxy_with_keys(&upstream, key_file, &keys, dir.path()).await;
+    assert!(wait_ready(&proxy).await);
+    let target = "/etag/60/0";
+    let cache = |reply: &crate::support::Reply| reply.header("x-signet-cache");
+
+    let issued = upstream.issued_tokens();
+    assert_eq!(cache(&send(proxy.addr, &get(&full, target)).await).as_deref(), Some("MISS"));
+    assert_eq!(cache(&send(proxy.addr, &get(&full, target)).await).as_deref(), Some("HIT"));
+    // The scoped client's token never saw it: fetched anew, not served.
+    assert_eq!(cache(&send(proxy.addr, &get(&scoped, target)).await).as_deref(), Some("MISS"));
+    assert_eq!(cache(&send(proxy.addr, &get(&scoped, target)).await).as_deref(), Some("HIT"));
+
+    // After the main token rotates, its entry is revalidated, not served blind.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.issued_tokens() < issued + 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(upstream.issued_tokens() >= issued + 2, "the main token rotated");
+    let after = send(proxy.addr, &get(&full, target)).await;
+    assert_eq!((after.status, cache(&after).as_deref()), (200, Some("REVALIDATED")));
+}
+
+#[tokio::test]
 async fn a_github_scope_without_app_credentials_is_a_config_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys_file = dir.path().join("keys.toml");
