@@ -62,6 +62,19 @@ def test_sync_client_signs_query_json_bytes_and_generator_bodies(
         assert upstream.last().body == b"streamed in parts"
 
 
+def test_multipart_upload_is_signed_and_sent(
+    proxy: Proxy, upstream: RecordingUpstream, master_key_path: Path
+) -> None:
+    with httpx.Client(auth=SignetAuth(master_key_path), timeout=TIMEOUT) as client:
+        reply = client.post(
+            f"{proxy.url}/repos/o/r/releases/1/assets",
+            files={"asset": ("notes.txt", b"release notes\n", "text/plain")},
+        )
+    assert_forwarded(reply, upstream)
+    assert upstream.last().body == reply.request.content
+    assert b"release notes\n" in upstream.last().body
+
+
 def test_sync_client_signs_the_raw_percent_encoded_path(
     proxy: Proxy, upstream: RecordingUpstream, master_key_path: Path
 ) -> None:

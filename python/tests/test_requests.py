@@ -82,6 +82,22 @@ def test_post_bytes_body_is_signed_and_forwarded(
     assert upstream.last().body == body
 
 
+def test_form_body_is_signed_as_its_encoded_bytes(
+    proxy: Proxy, upstream: RecordingUpstream, master_key_path: Path
+) -> None:
+    # requests leaves a form body as text; it is signed and sent as UTF-8.
+    reply = requests.post(
+        f"{proxy.url}/repos/o/r/forks",
+        data={"organization": "octo org", "note": "ü"},
+        auth=SignetAuth(master_key_path),
+        timeout=TIMEOUT,
+    )
+    assert_forwarded(reply, upstream)
+    seen = upstream.last()
+    assert seen.body == b"organization=octo+org&note=%C3%BC"
+    assert seen.header("Content-Length") == str(len(seen.body))
+
+
 def test_generator_body_is_read_once_signed_and_sent(
     proxy: Proxy, upstream: RecordingUpstream, master_key_path: Path
 ) -> None:
