@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support import SHARED_TOKEN, Proxy, RecordingUpstream
 
-from support import Proxy, RecordingUpstream
-
-SHARED_TOKEN = "ghs_shared_token_held_only_by_the_proxy"
+from signet import Signer
 
 
 def write_key(path: Path) -> Path:
@@ -57,8 +56,6 @@ def upstream(_upstream: RecordingUpstream) -> RecordingUpstream:
 @pytest.fixture(scope="session")
 def proxy(master_key_path: Path, _upstream: RecordingUpstream) -> Iterator[Proxy]:
     """target/debug/signet-proxy (or $SIGNET_PROXY_BIN) in front of the upstream."""
-    from signet import Signer
-
     master_hex = Signer(master_key_path).master_public_key_hex
     proxy = Proxy(master_hex, _upstream.url, SHARED_TOKEN)
     yield proxy

@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, List, Optional, Tuple
+from typing import IO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -22,6 +22,7 @@ from signet._canonical import b64url, binding_message, body_digest, canonical_re
 
 REPO = Path(__file__).resolve().parents[2]
 PROXY_BIN = Path(os.environ.get("SIGNET_PROXY_BIN", REPO / "target" / "debug" / "signet-proxy"))
+SHARED_TOKEN = "ghs_shared_token_held_only_by_the_proxy"
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,15 @@ class Recorded:
 
     method: str
     target: str
-    headers: List[Tuple[str, str]]
+    headers: list[tuple[str, str]]
     body: bytes
 
-    def header(self, name: str) -> Optional[str]:
+    def header(self, name: str) -> str | None:
         values = self.all(name)
         assert len(values) <= 1, f"{name} given {len(values)} times"
         return values[0] if values else None
 
-    def all(self, name: str) -> List[str]:
+    def all(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name.lower()]
 
 
@@ -46,7 +47,7 @@ class RecordingUpstream:
     """A GitHub API stand-in that records every request and answers 200."""
 
     def __init__(self) -> None:
-        self.received: List[Recorded] = []
+        self.received: list[Recorded] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -105,7 +106,7 @@ class RecordingUpstream:
 
             def _body(self) -> bytes:
                 if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                    chunks: List[bytes] = []
+                    chunks: list[bytes] = []
                     while True:
                         size = int(self.rfile.readline().split(b";")[0], 16)
                         chunk = self.rfile.read(size + 2)[:size]
@@ -133,16 +134,20 @@ class Proxy:
             )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNET_", "GITHUB_"))}
         env["GITHUB_TOKEN"] = token
-        self.log: List[str] = []
-        self._addr: Optional[str] = None
+        self.log: list[str] = []
+        self._addr: str | None = None
         self._listening = threading.Event()
         self._process = subprocess.Popen(
             [
                 str(PROXY_BIN),
-                "--listen", "127.0.0.1",
-                "--port", "0",
-                "--github-api", upstream_url,
-                "--master-key", master_hex,
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--github-api",
+                upstream_url,
+                "--master-key",
+                master_hex,
             ],
             env=env,
             stdin=subprocess.DEVNULL,

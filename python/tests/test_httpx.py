@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator, List
 
 import httpx
+from support import SHARED_TOKEN, Proxy, RecordingUpstream
 
-from conftest import SHARED_TOKEN
 from signet import SignetAuth
-from support import Proxy, RecordingUpstream
 
 TIMEOUT = 10
 
@@ -47,9 +46,12 @@ def test_sync_client_signs_query_json_bytes_and_generator_bodies(
 
         reply = client.patch("/repos/o/r", content=b"\x00\x01binary\xfe\xff")
         assert_forwarded(reply, upstream)
-        assert (upstream.last().method, upstream.last().body) == ("PATCH", b"\x00\x01binary\xfe\xff")
+        assert (upstream.last().method, upstream.last().body) == (
+            "PATCH",
+            b"\x00\x01binary\xfe\xff",
+        )
 
-        pulled: List[bytes] = []
+        pulled: list[bytes] = []
 
         def chunks() -> Iterator[bytes]:
             for part in (b"streamed ", b"in ", b"parts"):

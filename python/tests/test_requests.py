@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import requests
+from support import SHARED_TOKEN, Proxy, RecordingUpstream
 
-from conftest import SHARED_TOKEN
 from signet import SignetAuth, parse_proof
-from support import Proxy, RecordingUpstream
 
 TIMEOUT = 10
 
@@ -30,9 +29,7 @@ def assert_refused(reply: requests.Response, status: int, code: str) -> None:
     assert reply.headers["Content-Type"].startswith("application/json")
     assert reply.json()["error"]["code"] == code
     if status == 401:
-        assert reply.headers["WWW-Authenticate"] == (
-            f'Signet realm="signet-proxy", error="{code}"'
-        )
+        assert reply.headers["WWW-Authenticate"] == (f'Signet realm="signet-proxy", error="{code}"')
 
 
 def test_get_with_query_reaches_github_with_the_shared_token_not_the_clients(
@@ -60,7 +57,10 @@ def test_post_json_is_signed_and_forwarded_byte_for_byte(
 ) -> None:
     issue = {"title": "Found a bug", "body": "naïve café ✓", "labels": ["bug"]}
     reply = requests.post(
-        f"{proxy.url}/repos/o/r/issues", json=issue, auth=SignetAuth(master_key_path), timeout=TIMEOUT
+        f"{proxy.url}/repos/o/r/issues",
+        json=issue,
+        auth=SignetAuth(master_key_path),
+        timeout=TIMEOUT,
     )
     assert_forwarded(reply, upstream)
     seen = upstream.last()
@@ -152,7 +152,9 @@ def test_lower_case_escapes_are_signed_as_requests_sends_them(
 ) -> None:
     # requests upper-cases percent-escapes before the request line is written.
     reply = requests.get(
-        f"{proxy.url}/repos/o/r/git/ref/heads%2fmain", auth=SignetAuth(master_key_path), timeout=TIMEOUT
+        f"{proxy.url}/repos/o/r/git/ref/heads%2fmain",
+        auth=SignetAuth(master_key_path),
+        timeout=TIMEOUT,
     )
     assert_forwarded(reply, upstream)
     assert upstream.last().target == "/repos/o/r/git/ref/heads%2Fmain"

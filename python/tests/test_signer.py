@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List
 
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from signet import KeyFileError, SignetAuth, SignetError, Signer, parse_proof
-from signet._signer import rotation_margin
 from support import verify
+
+from signet import KeyFileError, Signer, SignetAuth, SignetError, parse_proof
+from signet._signer import rotation_margin
 
 NOW = 1_700_000_000
 
@@ -72,7 +72,7 @@ def test_rotation_margin_is_a_fifth_of_the_ttl_within_bounds() -> None:
 
 
 def test_concurrent_requests_share_one_binding(signer: Signer) -> None:
-    eks: List[bytes] = []
+    eks: list[bytes] = []
     threads = [threading.Thread(target=lambda: eks.append(ek_at(signer, NOW))) for _ in range(8)]
     for thread in threads:
         thread.start()
@@ -126,6 +126,12 @@ def test_targets_must_be_origin_form(signer: Signer) -> None:
     for bad in ("", "*", "user", "http://example.com/", "example.com:443", "/a b", "/a#f", "/é"):
         with pytest.raises(ValueError, match="invalid request target"):
             signer.sign_at("GET", bad, b"", NOW)
+
+
+def test_now_must_be_whole_unix_seconds(signer: Signer) -> None:
+    for now in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="whole unix seconds"):
+            signer.sign_at("GET", "/", b"", now)  # type: ignore[arg-type]
 
 
 def test_text_bodies_must_be_encoded_first(signer: Signer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -20,9 +20,9 @@ from signet._signer import Ephemeral
 VECTORS = Path(__file__).resolve().parents[2] / "crates" / "signet-core" / "tests" / "vectors"
 
 
-def load(name: str) -> Dict[str, Any]:
+def load(name: str) -> dict[str, Any]:
     with open(VECTORS / name, encoding="utf-8") as file:
-        data: Dict[str, Any] = json.load(file)
+        data: dict[str, Any] = json.load(file)
     return data
 
 
@@ -31,7 +31,7 @@ NEGATIVE = load("parse_negative.json")
 EDGE = load("parse_positive_edge.json")
 
 
-def cases(data: Dict[str, Any]) -> List[Any]:
+def cases(data: dict[str, Any]) -> list[Any]:
     return [pytest.param(case, id=case["id"]) for case in data["cases"]]
 
 
@@ -46,7 +46,7 @@ def test_the_vector_files_hold_every_documented_case() -> None:
 
 
 @pytest.mark.parametrize("case", cases(POSITIVE))
-def test_positive_case_is_reproduced_layer_by_layer(case: Dict[str, Any]) -> None:
+def test_positive_case_is_reproduced_layer_by_layer(case: dict[str, Any]) -> None:
     master, ephemeral_key = key(case["master_seed_hex"]), key(case["ephemeral_seed_hex"])
     assert public_bytes(master).hex() == case["master_public_hex"]
     assert b64url(public_bytes(master)) == case["mk"]
@@ -77,7 +77,7 @@ def test_positive_case_is_reproduced_layer_by_layer(case: Dict[str, Any]) -> Non
 
 
 @pytest.mark.parametrize("case", cases(POSITIVE))
-def test_positive_header_parses_back_to_its_fields(case: Dict[str, Any]) -> None:
+def test_positive_header_parses_back_to_its_fields(case: dict[str, Any]) -> None:
     proof = parse_proof(case["header"])
     assert proof.mk.hex() == case["master_public_hex"]
     assert proof.ek.hex() == case["ephemeral_public_hex"]
@@ -92,8 +92,9 @@ def test_positive_header_parses_back_to_its_fields(case: Dict[str, Any]) -> None
 
 def test_vector_master_pem_loads_as_the_vector_master_key(tmp_path: Path) -> None:
     keys = POSITIVE["keys"]
-    assert Signer.from_pem(keys["master_private_pem"]).master_public_key_hex == (
-        keys["master_public_hex"]
+    assert (
+        Signer.from_pem(keys["master_private_pem"]).master_public_key_hex
+        == (keys["master_public_hex"])
     )
     path = tmp_path / "master-key.pem"
     path.write_text(keys["master_private_pem"])
@@ -101,7 +102,7 @@ def test_vector_master_pem_loads_as_the_vector_master_key(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("case", cases(NEGATIVE))
-def test_negative_header_is_refused(case: Dict[str, Any]) -> None:
+def test_negative_header_is_refused(case: dict[str, Any]) -> None:
     assert (case["status"], case["code"]) == (400, "INVALID_PROOF")
     with pytest.raises(InvalidProofError) as refused:
         parse_proof(case["header"])
@@ -110,7 +111,7 @@ def test_negative_header_is_refused(case: Dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", cases(EDGE))
-def test_edge_header_parses_to_the_expected_fields(case: Dict[str, Any]) -> None:
+def test_edge_header_parses_to_the_expected_fields(case: dict[str, Any]) -> None:
     assert len(case["header"].encode("utf-8")) == case["length_bytes"]
     proof = parse_proof(case["header"])
     expect = case["expect"]
@@ -126,7 +127,7 @@ def test_edge_header_parses_to_the_expected_fields(case: Dict[str, Any]) -> None
 
 
 @pytest.mark.parametrize("case", cases(EDGE))
-def test_edge_header_signatures_cover_its_binding_and_request(case: Dict[str, Any]) -> None:
+def test_edge_header_signatures_cover_its_binding_and_request(case: dict[str, Any]) -> None:
     """The parsed fields rebuild the exact signed bytes (§2, §3)."""
     proof = parse_proof(case["header"])
     request = case["request"]

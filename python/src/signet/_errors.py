@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Union
 
 
 class SignetError(Exception):
@@ -16,7 +15,7 @@ class KeyFileError(SignetError):
     The message names the file and the reason, never the file's contents.
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"], reason: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         self.path = os.fspath(path)
         self.reason = reason
         super().__init__(f"master key file {self.path}: {reason}")

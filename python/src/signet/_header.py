@@ -11,7 +11,6 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Union
 
 from ._canonical import MAX_PURPOSE_LEN, Proof, b64url
 
@@ -25,7 +24,7 @@ _LEGACY_KEYS = frozenset(("m", "jti", "t"))
 _KEY = re.compile(r"[a-z0-9_-]{1,32}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _INTEGER = re.compile(r"0|[1-9][0-9]{0,18}")
-_PURPOSE = re.compile(r"[A-Za-z0-9._:/-]{0,%d}" % MAX_PURPOSE_LEN)
+_PURPOSE = re.compile(rf"[A-Za-z0-9._:/-]{{0,{MAX_PURPOSE_LEN}}}")
 _LENGTHS = {"mk": 32, "ek": 32, "b": 64, "n": 16, "s": 64}
 
 
@@ -37,10 +36,10 @@ class InvalidProofError(ValueError):
 class ParsedProof(Proof):
     """A syntactically valid proof; `extra` holds the ignored unknown keys."""
 
-    extra: Dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
 
 
-def parse_proof(value: Union[str, bytes]) -> ParsedProof:
+def parse_proof(value: str | bytes) -> ParsedProof:
     """Parses a `Signet-Proof` header value with the proxy's §4 rules.
 
     Raises `InvalidProofError` for any value the proxy would refuse as
@@ -58,8 +57,8 @@ def parse_proof(value: Union[str, bytes]) -> ParsedProof:
     version, *elements = raw.decode("ascii").split(";")
     if version != "v1":
         raise InvalidProofError("the first element must be exactly v1")
-    known: Dict[str, str] = {}
-    extra: Dict[str, str] = {}
+    known: dict[str, str] = {}
+    extra: dict[str, str] = {}
     for element in elements:
         if not element:
             raise InvalidProofError("empty element")
@@ -93,7 +92,7 @@ def parse_proof(value: Union[str, bytes]) -> ParsedProof:
     )
 
 
-def _b64_field(known: Dict[str, str], name: str) -> bytes:
+def _b64_field(known: dict[str, str], name: str) -> bytes:
     text = known[name]
     decoded = _b64url_decode(text)
     if decoded is None or len(decoded) != _LENGTHS[name]:
@@ -101,7 +100,7 @@ def _b64_field(known: Dict[str, str], name: str) -> bytes:
     return decoded
 
 
-def _b64url_decode(text: str) -> Optional[bytes]:
+def _b64url_decode(text: str) -> bytes | None:
     """Strict RFC 4648 §5: no padding, no `+` or `/`, zero trailing bits."""
     if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         return None
@@ -113,7 +112,7 @@ def _b64url_decode(text: str) -> Optional[bytes]:
     return decoded if b64url(decoded) == text else None
 
 
-def _int_field(known: Dict[str, str], name: str) -> int:
+def _int_field(known: dict[str, str], name: str) -> int:
     text = known[name]
     if not _INTEGER.fullmatch(text):
         raise InvalidProofError(f"invalid {name}: expected 1-19 digits without a leading zero")

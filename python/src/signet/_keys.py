@@ -28,7 +28,7 @@ def load_master_key(path: PathLike) -> Ed25519PrivateKey:
     return master_key_from_pem(pem, path)
 
 
-def master_key_from_pem(pem: Union[str, bytes], source: PathLike = "<pem>") -> Ed25519PrivateKey:
+def master_key_from_pem(pem: str | bytes, source: PathLike = "<pem>") -> Ed25519PrivateKey:
     """Parses an Ed25519 private key from PKCS#8 PEM text."""
     data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
     if b"-----BEGIN PRIVATE KEY-----" not in data:
@@ -47,6 +47,4 @@ def master_key_from_pem(pem: Union[str, bytes], source: PathLike = "<pem>") -> E
 
 def public_bytes(key: Ed25519PrivateKey) -> bytes:
     """The 32-byte raw public key."""
-    return key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

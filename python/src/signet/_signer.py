@@ -10,15 +10,15 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Union
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._canonical import (
     Proof,
+    b64url,
     binding_message,
     body_digest,
-    b64url,
     canonical_request,
     check_method,
     check_purpose,
@@ -62,15 +62,13 @@ class Ephemeral:
     @classmethod
     def bind(
         cls, master: Ed25519PrivateKey, key: Ed25519PrivateKey, exp: int, purpose: str
-    ) -> "Ephemeral":
+    ) -> Ephemeral:
         """Has `master` sign a binding of `key` until `exp` for `purpose`."""
         public = public_bytes(key)
         b = master.sign(binding_message(public, exp, check_purpose(purpose)))
         return cls(public_bytes(master), key, public, exp, purpose, b)
 
-    def sign_request(
-        self, method: str, target: str, body: bytes, ts: int, nonce: bytes
-    ) -> Proof:
+    def sign_request(self, method: str, target: str, body: bytes, ts: int, nonce: bytes) -> Proof:
         """Signs one request (§3) at `ts` with `nonce` (16 bytes)."""
         n = b64url(nonce)
         canonical = canonical_request(
@@ -127,7 +125,7 @@ class Signer:
         master_key: Ed25519PrivateKey,
         ephemeral_key_ttl: int = DEFAULT_TTL,
         purpose: str = "",
-    ) -> "Signer":
+    ) -> Signer:
         """A signer for a master key already in memory."""
         if not isinstance(master_key, Ed25519PrivateKey):
             raise TypeError("master_key must be an Ed25519PrivateKey")
@@ -138,10 +136,10 @@ class Signer:
     @classmethod
     def from_pem(
         cls,
-        pem: Union[str, bytes],
+        pem: str | bytes,
         ephemeral_key_ttl: int = DEFAULT_TTL,
         purpose: str = "",
-    ) -> "Signer":
+    ) -> Signer:
         """A signer whose master key is PKCS#8 PEM text."""
         return cls.from_key(master_key_from_pem(pem), ephemeral_key_ttl, purpose)
 
@@ -150,7 +148,7 @@ class Signer:
         self._ttl = ttl
         self._purpose = purpose
         self._lock = threading.Lock()
-        self._current: Optional[Ephemeral] = None
+        self._current: Ephemeral | None = None
 
     def __repr__(self) -> str:
         return (
@@ -187,12 +185,13 @@ class Signer:
 
     def sign_at(self, method: str, target: str, body: BytesLike, now: int) -> str:
         """Like `sign`, at `now` (unix seconds) instead of the system clock."""
+        if isinstance(now, bool) or not isinstance(now, int) or now < 0:
+            raise ValueError(f"now must be whole unix seconds (a non-negative int), not {now!r}")
         if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                f"body must be bytes, not {type(body).__name__} (encode text first)"
-            )
+            raise TypeError(f"body must be bytes, not {type(body).__name__} (encode text first)")
         ephemeral = self._ephemeral_at(now)
-        return ephemeral.sign_request(method, target, bytes(body), now, os.urandom(16)).header_value()
+        proof = ephemeral.sign_request(method, target, bytes(body), now, os.urandom(16))
+        return proof.header_value()
 
     def _ephemeral_at(self, now: int) -> Ephemeral:
         """The binding to sign with at `now`: a new one when there is none,

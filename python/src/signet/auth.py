@@ -7,7 +7,8 @@ iterable body is read once, signed, and sent as those same bytes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator, Iterable, Union
+from collections.abc import Generator, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ._keys import PathLike
 from ._signer import DEFAULT_TTL, Signer
@@ -55,7 +56,7 @@ class SignetAuth(_HttpxAuth):
         self.signer = Signer(master_key_path, ephemeral_key_ttl, purpose)
 
     @classmethod
-    def from_signer(cls, signer: Signer) -> "SignetAuth":
+    def from_signer(cls, signer: Signer) -> SignetAuth:
         """An auth object that signs with an existing `Signer`."""
         auth = cls.__new__(cls)
         auth.signer = signer
@@ -66,7 +67,7 @@ class SignetAuth(_HttpxAuth):
 
     # -- requests --------------------------------------------------------
 
-    def __call__(self, request: "requests.PreparedRequest") -> "requests.PreparedRequest":
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         """requests' auth hook: sign the prepared request."""
         body = _requests_body(request)
         method = request.method or "GET"
@@ -75,14 +76,14 @@ class SignetAuth(_HttpxAuth):
 
     # -- httpx -----------------------------------------------------------
 
-    def auth_flow(self, request: "httpx.Request") -> Generator["httpx.Request", "httpx.Response", None]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """httpx's auth hook (sync and async): sign the request, body read."""
         target = request.url.raw_path.decode("ascii")
         request.headers[PROOF_HEADER] = self.signer.sign(request.method, target, request.content)
         yield request
 
 
-def _requests_target(request: "requests.PreparedRequest") -> str:
+def _requests_target(request: requests.PreparedRequest) -> str:
     """The request-target requests puts on the request line."""
     target = request.path_url
     try:
@@ -95,7 +96,7 @@ def _requests_target(request: "requests.PreparedRequest") -> str:
     return str(_encode_target(target))
 
 
-def _requests_body(request: "requests.PreparedRequest") -> bytes:
+def _requests_body(request: requests.PreparedRequest) -> bytes:
     """The body's bytes. A body that is not already bytes (text, a file, a
     generator or other iterable) is read once here and replaced by those
     bytes, so exactly what was signed is sent, with a `Content-Length`."""
@@ -121,5 +122,5 @@ def _requests_body(request: "requests.PreparedRequest") -> bytes:
     return data
 
 
-def _as_bytes(chunk: Union[str, bytes, bytearray, memoryview]) -> bytes:
+def _as_bytes(chunk: str | bytes | bytearray | memoryview) -> bytes:
     return chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
