@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,3 +217,20 @@ def test_requests_generator_body_becomes_the_signed_bytes_with_a_length(signer: 
         signer.master_public_key_hex,
     )
     assert prepared.path_url == "/a%20b/~?q=1"
+
+
+def test_signet_auth_works_for_requests_without_httpx_installed(master_key_path: Path) -> None:
+    # A fresh interpreter in which `import httpx` fails, as when it is not installed.
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["httpx"] = None
+        import requests
+        from signet import SignetAuth, parse_proof
+        assert SignetAuth.__mro__[1] is object
+        auth = SignetAuth({str(master_key_path)!r})
+        prepared = auth(requests.Request("GET", "http://proxy/user").prepare())
+        parse_proof(prepared.headers["Signet-Proof"])
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
