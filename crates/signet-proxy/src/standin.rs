@@ -15,6 +15,7 @@
 //! | `/status/{code}` | that status |
 //! | `/redirect` | 302 to `/user` on this stand-in |
 //! | `/gated` | 200, `first\n` at once, then `rest\n` only after [`StandIn::open_gate`] |
+//! | `/paged/{total}?page=N` | page N of `total`: `[N]` with GitHub's `Link` (`next`, `last`, `prev`, `first`) |
 //! | `/etag/{max_age}/{delay_ms}` | `{"revision":N}` with `ETag: "rN"` and `max-age`; `304` to a matching `If-None-Match` ([`StandIn::bump_revision`] changes it) |
 //! | `/hop-by-hop` | 200 with hop-by-hop response headers a proxy must drop |
 //! | `/limit/{resource}/{remaining}/{reset}` | 200 with those `X-RateLimit-*` headers |
@@ -540,6 +541,7 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
             }
             response
         }
+        ["paged", total] => paged(state, &parts.uri, total),
         ["etag", max_age, delay] => conditional(state, &parts.headers, max_age, delay).await,
         ["hop-by-hop"] => {
             let mut response = json(StatusCode::OK, "{}");
@@ -555,6 +557,48 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
         }
         _ => not_found(),
     }
+}
+
+/// `total` pages of a list, as GitHub paginates: `?page=N` (default 1)
+/// answers `[N]` with a `Link` to the `next` and `last` pages (and `prev` and
+/// `first` after the first), under the prefix the request came with
+/// (`/api/v3` for GitHub Enterprise).
+fn paged(state: &State, uri: &http::Uri, total: &str) -> Response<StandInBody> {
+    let Ok(total) = total.parse::<u64>() else {
+        return not_found();
+    };
+    let page = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("page="))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(1);
+    if page == 0 || page > total.max(1) {
+        return json(StatusCode::OK, "[]");
+    }
+    let prefix = if uri.path().starts_with("/api/v3/") {
+        "/api/v3"
+    } else {
+        ""
+    };
+    let url = |n: u64| format!("{}{prefix}/paged/{total}?page={n}", state.base);
+    let mut links = Vec::new();
+    if page < total {
+        links.push(format!(r#"<{}>; rel="next""#, url(page + 1)));
+        links.push(format!(r#"<{}>; rel="last""#, url(total)));
+    }
+    if page > 1 {
+        links.push(format!(r#"<{}>; rel="prev""#, url(page - 1)));
+        links.push(format!(r#"<{}>; rel="first""#, url(1)));
+    }
+    let mut response = json(StatusCode::OK, &format!("[{page}]"));
+    if !links.is_empty() {
+        if let Ok(link) = HeaderValue::from_str(&links.join(", ")) {
+            response.headers_mut().insert(http::header::LINK, link);
+        }
+    }
+    response
 }
 
 /// A resource with an `ETag`, as GitHub serves them: `{"revision":N}` with

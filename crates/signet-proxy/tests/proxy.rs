@@ -320,6 +320,76 @@ async fn without_a_public_url_links_point_at_the_host_the_client_used() {
     );
 }
 
+/// Follows `rel="next"` from `first` through the proxy, signing each page as
+/// a client would; returns the pages' bodies.
+async fn follow_pages(addr: SocketAddr, signer: &Signer, first: &str, host: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    let mut target = first.to_owned();
+    for _ in 0..10 {
+        let reply = send(
+            addr,
+            &Request::get(&target)
+                .host(host)
+                .proof(signer.sign("GET", &target, b"")),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{target}: {}", reply.text());
+        bodies.push(reply.text());
+        let link = reply.header("link").unwrap_or_default();
+        let next = link.split(", ").find_map(|part| {
+            part.strip_suffix(r#">; rel="next""#)
+                .and_then(|url| url.strip_prefix('<'))
+        });
+        let Some(next) = next else { break };
+        let on_proxy = format!("http://{host}");
+        target = next
+            .strip_prefix(&on_proxy)
+            .unwrap_or_else(|| panic!("next link left the proxy: {next}"))
+            .to_owned();
+    }
+    bodies
+}
+
+#[tokio::test]
+async fn a_client_following_rel_next_pages_through_the_proxy_to_the_last_page() {
+    let env = Env::start().await;
+    let pages = follow_pages(
+        env.proxy.addr,
+        &env.signer,
+        "/paged/4",
+        "signet.internal:8080",
+    )
+    .await;
+    assert_eq!(pages, ["[1]", "[2]", "[3]", "[4]"]);
+    let seen: Vec<String> = env
+        .upstream
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "/paged/4",
+            "/paged/4?page=2",
+            "/paged/4?page=3",
+            "/paged/4?page=4"
+        ],
+        "each page was signed and forwarded once"
+    );
+
+    // GitHub Enterprise: the upstream's /api/v3 prefix is taken off the links.
+    let upstream = StandIn::start(Some(TOKEN)).await.unwrap();
+    let signer = Signer::new();
+    let proxy = RunningProxy::start(&config(&format!("{}/api/v3", upstream.url()), &signer)).await;
+    let pages = follow_pages(proxy.addr, &signer, "/paged/3", "proxy.example").await;
+    assert_eq!(pages, ["[1]", "[2]", "[3]"]);
+    assert!(upstream
+        .requests()
+        .iter()
+        .all(|r| r.target.starts_with("/api/v3/paged/3")));
+}
+
 #[tokio::test]
 async fn a_github_enterprise_base_path_prefixes_the_verified_target() {
     let upstream = StandIn::start(Some(TOKEN)).await.unwrap();

@@ -383,20 +383,38 @@ async fn cached_responses_never_cross_credentials_and_are_revalidated_after_a_ro
     let cache = |reply: &crate::support::Reply| reply.header("x-signet-cache");
 
     let issued = upstream.issued_tokens();
-    assert_eq!(cache(&send(proxy.addr, &get(&full, target)).await).as_deref(), Some("MISS"));
-    assert_eq!(cache(&send(proxy.addr, &get(&full, target)).await).as_deref(), Some("HIT"));
+    assert_eq!(
+        cache(&send(proxy.addr, &get(&full, target)).await).as_deref(),
+        Some("MISS")
+    );
+    assert_eq!(
+        cache(&send(proxy.addr, &get(&full, target)).await).as_deref(),
+        Some("HIT")
+    );
     // The scoped client's token never saw it: fetched anew, not served.
-    assert_eq!(cache(&send(proxy.addr, &get(&scoped, target)).await).as_deref(), Some("MISS"));
-    assert_eq!(cache(&send(proxy.addr, &get(&scoped, target)).await).as_deref(), Some("HIT"));
+    assert_eq!(
+        cache(&send(proxy.addr, &get(&scoped, target)).await).as_deref(),
+        Some("MISS")
+    );
+    assert_eq!(
+        cache(&send(proxy.addr, &get(&scoped, target)).await).as_deref(),
+        Some("HIT")
+    );
 
     // After the main token rotates, its entry is revalidated, not served blind.
     let deadline = Instant::now() + Duration::from_secs(10);
     while upstream.issued_tokens() < issued + 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(upstream.issued_tokens() >= issued + 2, "the main token rotated");
+    assert!(
+        upstream.issued_tokens() >= issued + 2,
+        "the main token rotated"
+    );
     let after = send(proxy.addr, &get(&full, target)).await;
-    assert_eq!((after.status, cache(&after).as_deref()), (200, Some("REVALIDATED")));
+    assert_eq!(
+        (after.status, cache(&after).as_deref()),
+        (200, Some("REVALIDATED"))
+    );
 }
 
 #[tokio::test]
