@@ -46,7 +46,7 @@ pub type ResponseBody = LoggedBody<ProxyBody>;
 #[derive(Debug)]
 pub struct Proxy {
     metrics: Arc<Metrics>,
-    quota: QuotaGuard,
+    quota: Arc<QuotaGuard>,
     credentials: Arc<Credentials>,
     clients: Arc<Clients>,
     revocations: Arc<Revocations>,
@@ -73,6 +73,7 @@ impl Proxy {
         revocations: Arc<Revocations>,
         replay: ReplayStore,
         rate: RateLimiter,
+        quota: QuotaGuard,
         credentials: Arc<Credentials>,
     ) -> Result<Self, ForwardSetupError> {
         let metrics = Arc::new(Metrics::new());
@@ -84,7 +85,7 @@ impl Proxy {
             ),
             upstream_timeout: config.upstream_timeout,
             metrics,
-            quota: QuotaGuard::default(),
+            quota: Arc::new(quota),
             clients,
             revocations,
             rate,
@@ -116,6 +117,11 @@ impl Proxy {
     /// The proxy's clock.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The quota guard (its sync task runs beside the server).
+    pub fn quota(&self) -> &Arc<QuotaGuard> {
+        &self.quota
     }
 
     /// The proxy's metrics.

@@ -10,20 +10,43 @@
 //! * **Secondary limits**: a 403 or 429 with `Retry-After` holds back every
 //!   resource with 429 `UPSTREAM_SECONDARY_LIMIT` until it has passed.
 //!
-//! State is per process; each replica learns it from its own responses.
+//! Each process learns the state from its own responses. With Redis, the
+//! replicas share it: every second each one publishes the holds it knows
+//! (`signet:quota:{core,search,graphql,secondary}`, the reset time as value,
+//! expiring with it) and takes in the others', so a quota one replica saw
+//! run out is guarded by all within about a second.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
+use redis::aio::ConnectionManager;
 use signet_core::ErrorCode;
 
+use crate::clock::Clock;
 use crate::refusal::Refusal;
 
+/// The resources [`QuotaGuard::check`] can hold back, as they are shared.
+const SHARED: [&str; 4] = ["core", "search", "graphql", SECONDARY];
+
+/// The shared name of the secondary-limit hold.
+const SECONDARY: &str = "secondary";
+
 /// What the guard knows about the shared token's quota.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct QuotaGuard {
     state: Mutex<State>,
+    /// Redis, to share holds with the other replicas.
+    shared: Option<(ConnectionManager, Duration)>,
+}
+
+impl std::fmt::Debug for QuotaGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuotaGuard")
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +55,26 @@ struct State {
     exhausted_until: HashMap<String, u64>,
     /// Unix second until which every request is held back.
     secondary_until: u64,
+}
+
+impl State {
+    /// Until when `resource` (or [`SECONDARY`]) is held back.
+    fn until(&self, resource: &str) -> u64 {
+        if resource == SECONDARY {
+            self.secondary_until
+        } else {
+            self.exhausted_until.get(resource).copied().unwrap_or(0)
+        }
+    }
+
+    /// Holds `resource` (or [`SECONDARY`]) back until `until`.
+    fn hold(&mut self, resource: &str, until: u64) {
+        if resource == SECONDARY {
+            self.secondary_until = until;
+        } else {
+            self.exhausted_until.insert(resource.to_owned(), until);
+        }
+    }
 }
 
 /// The GitHub rate-limit resource a request target counts against.
@@ -47,6 +90,72 @@ pub fn resource_of(target: &str) -> &'static str {
 }
 
 impl QuotaGuard {
+    /// A guard whose holds are shared with every replica through Redis.
+    pub fn shared(connection: ConnectionManager, timeout: Duration) -> Self {
+        QuotaGuard {
+            state: Mutex::default(),
+            shared: Some((connection, timeout)),
+        }
+    }
+
+    /// With Redis: every second, publishes the holds this replica knows and
+    /// takes in the others'. Runs until the task is dropped; a Redis failure
+    /// only delays sharing (each replica still guards by its own responses).
+    pub async fn sync(self: std::sync::Arc<Self>, clock: Clock) {
+        let Some((connection, timeout)) = &self.shared else {
+            return;
+        };
+        let keys: Vec<String> = SHARED.iter().map(|r| format!("signet:quota:{r}")).collect();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut connection = connection.clone();
+            let read = tokio::time::timeout(
+                *timeout,
+                redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async::<Vec<Option<u64>>>(&mut connection),
+            )
+            .await;
+            let remote = match read {
+                Ok(Ok(values)) => values,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "cannot read the shared quota state");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let now = clock.now();
+            let mut publish = redis::pipe();
+            let mut any = false;
+            if let Ok(mut state) = self.state.lock() {
+                for ((resource, key), remote) in SHARED.iter().zip(&keys).zip(remote) {
+                    let local = state.until(resource);
+                    let remote = remote.unwrap_or(0);
+                    if remote > local && remote > now {
+                        state.hold(resource, remote);
+                    } else if local > remote && local > now {
+                        publish
+                            .cmd("SET")
+                            .arg(key)
+                            .arg(local)
+                            .arg("PX")
+                            .arg((local - now).saturating_mul(1000))
+                            .ignore();
+                        any = true;
+                    }
+                }
+            }
+            if any {
+                let written =
+                    tokio::time::timeout(*timeout, publish.query_async::<()>(&mut connection))
+                        .await;
+                if !matches!(written, Ok(Ok(()))) {
+                    tracing::debug!("cannot publish the shared quota state");
+                }
+            }
+        }
+    }
+
     /// Refuses locally when the target's resource (or everything) is held back at `now`.
     pub fn check(&self, target: &str, now: u64) -> Result<(), Refusal> {
         let Ok(state) = self.state.lock() else {

@@ -26,6 +26,7 @@ use crate::credentials::{CredentialError, Credentials};
 use crate::forward::ForwardSetupError;
 use crate::metrics::{self, Metrics};
 use crate::pipeline::Proxy;
+use crate::quota::QuotaGuard;
 use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
 use crate::replay::{connect_redis, RedisSetupError, ReplayStore};
@@ -86,14 +87,16 @@ impl Server {
         )?);
         let replay = ReplayStore::for_config(config)?;
         let replay_kind = replay.kind();
-        let (rate, revocations) = match &config.redis_url {
+        let (rate, revocations, quota) = match &config.redis_url {
             Some(_) => (
                 RateLimiter::redis(connect_redis(config)?, config.redis_timeout),
                 Revocations::redis(connect_redis(config)?, config.redis_timeout),
+                QuotaGuard::shared(connect_redis(config)?, config.redis_timeout),
             ),
             None => (
                 RateLimiter::local(),
                 Revocations::memory(config.revocations_file.clone())?,
+                QuotaGuard::default(),
             ),
         };
         let revocations = Arc::new(revocations);
@@ -104,6 +107,7 @@ impl Server {
             Arc::clone(&revocations),
             replay,
             rate,
+            quota,
             credentials,
         )?);
         let admin = match (config.admin_listen, config.admin_key) {
@@ -176,6 +180,9 @@ impl Server {
             Arc::clone(&self.clients),
             Arc::clone(self.proxy.metrics()),
         )));
+        let _quota = AbortOnDrop(tokio::spawn(
+            Arc::clone(self.proxy.quota()).sync(self.proxy.clock().clone()),
+        ));
         let _credentials = AbortOnDrop(tokio::spawn(Arc::clone(self.proxy.credentials()).run(
             self.proxy.forwarder().client(),
             self.proxy.forwarder().upstream(),

@@ -264,3 +264,46 @@ async fn rediss_connects_with_tls_checked_against_the_configured_ca() {
         ErrorCode::ReplayStoreUnavailable,
     );
 }
+
+#[tokio::test]
+async fn a_quota_one_replica_saw_run_out_is_guarded_by_every_replica() {
+    let redis = RedisServer::start().await;
+    let env = Env::start_with(with_redis(&redis)).await;
+    let mut second = config(&env.upstream.url(), &env.signer);
+    with_redis(&redis)(&mut second);
+    let replica = RunningProxy::start(&second).await;
+    let get = |target: &str| Request::get(target).proof(env.signer.sign("GET", target, b""));
+    let now = crate::support::NOW;
+
+    // The first replica learns from GitHub that the core quota is gone …
+    let exhausting = format!("/limit/core/0/{}", now + 120);
+    assert_eq!(env.send(&get(&exhausting)).await.status, 200);
+    // … and within about a second the other one answers locally too.
+    let refused = wait_for_status(replica.addr, || get("/user"), 429).await;
+    assert_refused(&refused, ErrorCode::UpstreamQuotaExhausted);
+    assert_eq!(refused.header("retry-after").as_deref(), Some("120"));
+    let forwarded = env.upstream.requests().len();
+    assert_refused(
+        &send(replica.addr, &get("/user")).await,
+        ErrorCode::UpstreamQuotaExhausted,
+    );
+    assert_eq!(
+        env.upstream.requests().len(),
+        forwarded,
+        "once it knew, the second replica sent nothing to GitHub"
+    );
+}
+
+#[tokio::test]
+async fn a_secondary_limit_one_replica_hit_holds_back_every_replica() {
+    let redis = RedisServer::start().await;
+    let env = Env::start_with(with_redis(&redis)).await;
+    let mut second = config(&env.upstream.url(), &env.signer);
+    with_redis(&redis)(&mut second);
+    let replica = RunningProxy::start(&second).await;
+    let get = |target: &str| Request::get(target).proof(env.signer.sign("GET", target, b""));
+
+    assert_eq!(env.send(&get("/secondary/90")).await.status, 403);
+    let held = wait_for_status(replica.addr, || get("/search/issues?q=x"), 429).await;
+    assert_refused(&held, ErrorCode::UpstreamSecondaryLimit);
+}
