@@ -399,6 +399,8 @@ pub struct RequestLog {
     inflight: Inflight,
     /// The upstream's `X-GitHub-Request-Id`, when it sent a sane one.
     github_request_id: Option<String>,
+    /// How the cache answered (`HIT`, `REVALIDATED`, `MISS`), if it did.
+    cache: Option<&'static str>,
     outcome: Outcome,
 }
 
@@ -450,6 +452,7 @@ impl RequestLog {
             peer,
             inflight: Inflight(metrics),
             github_request_id: None,
+            cache: None,
             key: Key::Unknown,
             client: None,
             outcome: Outcome::Forwarded,
@@ -478,6 +481,18 @@ impl RequestLog {
         if bytes.len() <= 64 && bytes.iter().all(u8::is_ascii_graphic) {
             self.github_request_id = id.to_str().ok().map(str::to_owned);
         }
+    }
+
+    /// How the conditional-request cache answered, from `X-Signet-Cache`.
+    pub fn cache(&mut self, value: &http::HeaderValue) {
+        self.cache = [
+            crate::cache::Outcome::Hit,
+            crate::cache::Outcome::Revalidated,
+            crate::cache::Outcome::Miss,
+        ]
+        .into_iter()
+        .map(crate::cache::Outcome::as_str)
+        .find(|name| name.as_bytes() == value.as_bytes());
     }
 
     /// The verified client, named in the record as `client`.
@@ -543,6 +558,7 @@ impl RequestLog {
             .request_finished(client, &self.method, status, refused, total);
         let peer = tracing::field::display(self.peer);
         let github_request_id = self.github_request_id.as_deref();
+        let cache = self.cache;
         let status = status.as_u16();
         let latency_ms = millis(head_latency);
         let duration_ms = body.map(|end| millis(head_latency.saturating_add(end.duration)));
@@ -560,6 +576,7 @@ impl RequestLog {
                     client,
                     peer,
                     github_request_id,
+                    cache,
                     key_id,
                     claimed_key_id,
                     latency_ms,

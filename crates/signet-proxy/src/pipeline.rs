@@ -156,6 +156,9 @@ impl Proxy {
         if let Some(id) = response.headers().get(GITHUB_REQUEST_ID) {
             log.github_request_id(id);
         }
+        if let Some(cache) = response.headers().get(crate::cache::X_SIGNET_CACHE) {
+            log.cache(cache);
+        }
         response.map(|body| log.into_body(status, started.elapsed(), body))
     }
 
