@@ -10,8 +10,9 @@
 //! | `GET http://api.github.localhost/user` (absolute form, `gh` via `HTTP_PROXY`) | `/user` | `http://api.github.localhost` |
 //!
 //! The proxy's own base path (`--proxy http://host/prefix`) goes in front of
-//! every target. `CONNECT` and absolute-form requests for any other host are
-//! refused; so is an origin-form request whose `Host` is not a loopback name
+//! every target. An absolute-form request for the agent's own loopback
+//! address counts as origin-form. `CONNECT` and absolute-form requests for
+//! any other host are refused; so is an origin-form request whose `Host` is not a loopback name
 //! unless the agent runs with `--allow-remote`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -51,7 +52,7 @@ pub fn route(
         return Err(AgentError::Connect(parts.uri.to_string()));
     }
     let origin = match parts.uri.authority() {
-        Some(authority) => absolute_form_origin(&parts.uri, authority)?,
+        Some(authority) => absolute_form_origin(&parts.uri, authority, local)?,
         None => origin_form_origin(parts, local, allow_remote)?,
     };
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -74,19 +75,26 @@ pub fn route(
     })
 }
 
-/// `GET http://api.github.localhost/…`: the only host taken in absolute form.
-fn absolute_form_origin(uri: &http::Uri, authority: &Authority) -> Result<String, AgentError> {
-    let plain_http = uri.scheme_str() == Some("http");
-    let port_ok = authority.port_u16().is_none_or(|port| port == 80);
-    if plain_http
-        && port_ok
-        && !authority.as_str().contains('@')
-        && authority.host().eq_ignore_ascii_case(LOCAL_API_HOST)
+/// `GET http://api.github.localhost/…`: the only host taken in absolute
+/// form, besides the agent's own loopback address (a client told to use the
+/// agent both as its `HTTP_PROXY` and as its API base sends those).
+fn absolute_form_origin(
+    uri: &http::Uri,
+    authority: &Authority,
+    local: SocketAddr,
+) -> Result<String, AgentError> {
+    let plain = uri.scheme_str() == Some("http") && !authority.as_str().contains('@');
+    let host = authority.host();
+    if plain
+        && authority.port_u16().is_none_or(|port| port == 80)
+        && host.eq_ignore_ascii_case(LOCAL_API_HOST)
     {
-        Ok(format!("http://{LOCAL_API_HOST}"))
-    } else {
-        Err(AgentError::ForeignHost(authority.to_string()))
+        return Ok(format!("http://{LOCAL_API_HOST}"));
     }
+    if plain && authority.port_u16() == Some(local.port()) && is_loopback_name(host) {
+        return Ok(format!("http://{authority}"));
+    }
+    Err(AgentError::ForeignHost(authority.to_string()))
 }
 
 /// `http://` + the `Host` the client used (the agent's own address without
@@ -208,12 +216,18 @@ mod tests {
             "https://api.github.localhost/user",
             "http://api.github.localhost:8080/user",
             "http://evil.example/user",
+            "http://127.0.0.1:9999/user",
         ] {
             assert!(
                 matches!(route_of("GET", uri, None), Err(AgentError::ForeignHost(_))),
                 "{uri}"
             );
         }
+        assert_eq!(
+            route_of("GET", "http://localhost:7180/api/v3/user", None).ok(),
+            Some(ok("/user", "http://localhost:7180/api/v3")),
+            "the agent's own address"
+        );
         assert!(matches!(
             route_of("CONNECT", "api.github.com:443", None),
             Err(AgentError::Connect(_))

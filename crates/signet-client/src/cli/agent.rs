@@ -20,7 +20,9 @@ const ENV_HELP: &str = "\
 Lines printed (eval \"$(signet agent env)\"):
   GH_HOST=github.localhost        gh talks to http://api.github.localhost ...
   HTTP_PROXY=http://LISTEN        ... which reaches the agent as its HTTP proxy
-  NO_PROXY=127.0.0.1,localhost,::1  but clients that use the agent's own URL go direct
+  NO_PROXY=127.0.0.1,::1          but clients that use the agent's own URL go direct
+                                  (not localhost: Go would then bypass the agent
+                                  for api.github.localhost)
   GH_TOKEN, GH_ENTERPRISE_TOKEN   a dummy token, so gh sends requests (the agent drops it)
   GITHUB_TOKEN                    the same dummy, for scripts that read it
   GITHUB_API_URL=http://LISTEN    base URL for PyGithub (base_url=), octokit (baseUrl:),
@@ -160,7 +162,7 @@ fn env_lines(listen: &str) -> Result<String> {
     let lines = [
         ("GH_HOST", "github.localhost".to_owned()),
         ("HTTP_PROXY", url.clone()),
-        ("NO_PROXY", "127.0.0.1,localhost,::1".to_owned()),
+        ("NO_PROXY", "127.0.0.1,::1".to_owned()),
         ("GH_TOKEN", DUMMY_TOKEN.to_owned()),
         ("GH_ENTERPRISE_TOKEN", DUMMY_TOKEN.to_owned()),
         ("GITHUB_TOKEN", DUMMY_TOKEN.to_owned()),
