@@ -180,7 +180,7 @@ impl Forwarder {
     fn rewrite_response(&self, response: Response<Incoming>, route: &Route) -> Response<AgentBody> {
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
-        for base in [&self.proxy.base, &self.github_api] {
+        for base in [&self.proxy.base, &self.proxy.host_base, &self.github_api] {
             LinkRewriter::new(base, &route.client_base).rewrite(&mut parts.headers);
         }
         if !is_rewritable_json(&parts.headers) {

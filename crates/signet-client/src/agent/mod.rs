@@ -83,8 +83,11 @@ pub struct ProxyUrl {
     /// The base path, no trailing `/` (often empty).
     path: String,
     /// `scheme://authority/path`, no trailing `/`: what the proxy's own
-    /// `Link`/`Location` URLs start with.
+    /// `Link`/`Location` URLs start with when it has this `--public-url`.
     base: String,
+    /// `http://authority`: where a proxy without `--public-url` points them
+    /// (`http://` + the `Host` the agent sent), even behind TLS or a prefix.
+    host_base: String,
 }
 
 /// Why a setting is unusable.
@@ -109,12 +112,14 @@ impl ProxyUrl {
         let (scheme, authority, path) = parse_base(url).ok_or_else(invalid)?;
         let host = HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?;
         let base = format!("{scheme}://{authority}{path}");
+        let host_base = format!("http://{authority}");
         Ok(ProxyUrl {
             scheme,
             authority,
             host,
             path,
             base,
+            host_base,
         })
     }
 
