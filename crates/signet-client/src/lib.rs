@@ -12,8 +12,12 @@
 //! * [`SignetClient`] is a reqwest client bound to one proxy that signs every
 //!   request it sends.
 //!
+//! * [`agent`] is the `signet agent`: a local GitHub API endpoint for tools
+//!   that cannot sign (`gh`, octokit, PyGithub), which signs every request it
+//!   forwards to the proxy.
+//!
 //! The `signet` command-line tool in this package (`signet keygen`, `signet
-//! sign`, `signet curl`, ...) is built on the same pieces.
+//! sign`, `signet curl`, `signet agent`, ...) is built on the same pieces.
 //!
 //! ```
 //! use signet_client::Signer;
@@ -57,6 +61,7 @@
 //! Headers (`Accept`, `Content-Type`, ...) are not covered (spec §7).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 mod client;
 mod signer;
 

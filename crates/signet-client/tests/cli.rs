@@ -22,6 +22,8 @@ use signet_core::{
 };
 use tempfile::TempDir;
 
+mod agent;
+
 // ---------------------------------------------------------------- helpers
 
 /// The `signet` binary, unaffected by the caller's environment (its own

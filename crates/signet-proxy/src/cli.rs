@@ -202,7 +202,13 @@ pub enum Command {
     /// Run the whole product path on loopback against a built-in GitHub API
     /// stand-in, with a throwaway key: a signed request, a replay, an unsigned
     /// request. Exits 0 when each behaves as the spec says.
-    Demo,
+    Demo {
+        /// Afterwards, keep the proxy and the stand-in running with the key in
+        /// a temporary directory, and print the `signet curl` / `signet agent`
+        /// commands to try, until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Validate the flags, environment and keys file as serving would, without
     /// binding a port; print what is wrong and exit 1, or a summary and exit 0.
     CheckConfig,

@@ -3,6 +3,11 @@
 //! throwaway master key, and checks what a user depends on: a signed request
 //! goes through with the shared token injected, its replay is refused, and an
 //! unsigned request is refused.
+//!
+//! With `--keep` it then leaves the proxy and the stand-in running, writes
+//! the throwaway key to a private temporary directory, and prints the
+//! `signet curl` and `signet agent` commands to try against them, until
+//! Ctrl-C (the directory is removed on the way out).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -25,9 +30,10 @@ const DEMO_TOKEN: &str = "ghs_demo_token_that_never_leaves_the_proxy";
 
 type DemoClient = Client<HttpConnector, Full<Bytes>>;
 
-/// Runs the demo; exit code 0 when every step behaved as expected.
-pub async fn run() -> ExitCode {
-    match demo().await {
+/// Runs the demo; exit code 0 when every step behaved as expected. With
+/// `keep`, serves on until Ctrl-C/SIGTERM afterwards.
+pub async fn run(keep: bool) -> ExitCode {
+    match demo(keep).await {
         Ok(true) => {
             println!("\nAll steps behaved as expected.");
             ExitCode::SUCCESS
@@ -43,7 +49,7 @@ pub async fn run() -> ExitCode {
     }
 }
 
-async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
+async fn demo(keep: bool) -> Result<bool, Box<dyn std::error::Error>> {
     let upstream = StandIn::start(Some(DEMO_TOKEN)).await?;
     let master = random_key()?;
     let token = GitHubToken::new(DEMO_TOKEN).ok_or("demo token is not a valid header")?;
@@ -114,9 +120,75 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
         ),
     );
 
+    if keep {
+        keep_running(&master, &upstream, proxy).await?;
+    }
     let _ = stop.send(());
     let _ = serving.await;
     Ok(ok)
+}
+
+/// `--keep`: the key in a private temporary directory, the commands to try,
+/// then wait for Ctrl-C/SIGTERM.
+async fn keep_running(
+    master: &SigningKey,
+    upstream: &StandIn,
+    proxy: SocketAddr,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = KeptDir::create()?;
+    let key = dir.0.join("master-key.pem");
+    write_private(&key, signet_core::signing_key_to_pem(master)?.as_bytes())?;
+    let key = key.display();
+    let proxy = format!("http://{proxy}");
+    let upstream = upstream.url();
+    println!();
+    println!("Still running, until Ctrl-C. The throwaway master key is {key}. Try:");
+    println!();
+    println!("  signet curl --key {key} --proxy {proxy} GET /repos/octo-org/hello-world");
+    println!();
+    println!("  # a local GitHub API for gh, PyGithub, octokit (in another terminal):");
+    println!("  signet agent --key {key} --proxy {proxy} --github-api-url {upstream}");
+    println!("  eval \"$(signet agent env)\"");
+    println!("  gh api /repos/octo-org/hello-world");
+    println!("  gh api --paginate /repos/octo-org/hello-world/issues --jq '.[].url'");
+    println!("  curl -s $GITHUB_API_URL/repos/octo-org/hello-world");
+    println!();
+    crate::server::shutdown_signal().await;
+    println!("signet-proxy demo: stopped; {} removed", dir.0.display());
+    Ok(())
+}
+
+/// A temporary directory only its owner can read, removed when dropped.
+struct KeptDir(std::path::PathBuf);
+
+impl KeptDir {
+    fn create() -> Result<Self, Box<dyn std::error::Error>> {
+        let mut suffix = [0u8; 6];
+        getrandom::fill(&mut suffix)?;
+        let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+        let path = std::env::temp_dir().join(format!("signet-demo-{suffix}"));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&path)?;
+        Ok(KeptDir(path))
+    }
+}
+
+impl Drop for KeptDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a new file readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 fn step(what: &str, passed: bool, status: StatusCode, body: &str) -> bool {

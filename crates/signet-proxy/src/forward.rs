@@ -8,10 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{
-    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, TRANSFER_ENCODING};
 use http::{request, HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
@@ -22,6 +19,7 @@ use memchr::memmem;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use signet_core::{ErrorCode, VerifiedProof};
+use signet_http::headers::remove_hop_by_hop;
 
 use crate::body::{BufferedBody, ProxyBody};
 use crate::config::{Config, Upstream};
@@ -38,17 +36,6 @@ const CLIENT_ONLY: [HeaderName; 6] = [
     HeaderName::from_static("x-http-method-override"),
     HeaderName::from_static("x-http-method"),
     HeaderName::from_static("x-method-override"),
-];
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions.
-const HOP_BY_HOP: [HeaderName; 7] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    TE,
-    TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    HeaderName::from_static("proxy-connection"),
 ];
 
 /// Why the forwarder could not be built at startup.
@@ -341,20 +328,6 @@ fn rewrite_request_headers(
     }
     headers.insert(AUTHORIZATION, authorization.clone());
     headers.insert(HOST, upstream.host.clone());
-}
-
-/// Removes the hop-by-hop headers and every header `Connection` names.
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
-    }
 }
 
 /// Whether the upstream answered, but not with HTTP we could parse.

@@ -35,7 +35,8 @@ pub mod credentials;
 pub mod demo;
 pub mod forward;
 pub mod health;
-pub mod links;
+/// Pagination links (moved to `signet-http`, shared with the `signet agent`).
+pub use signet_http::links;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

@@ -25,8 +25,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Command::Demo) = args.command {
-        return runtime.block_on(signet_proxy::demo::run());
+    if let Some(Command::Demo { keep }) = args.command {
+        return runtime.block_on(signet_proxy::demo::run(keep));
     }
     let config = match Config::from_args(&args) {
         Ok(config) => config,

@@ -92,10 +92,7 @@ impl Refusal {
 
     /// `{"error":{"code":…,"message":…}}`.
     pub fn json(&self) -> Bytes {
-        let json = serde_json::json!({
-            "error": { "code": self.code.as_str(), "message": self.message }
-        });
-        Bytes::from(json.to_string())
+        signet_http::error_body::error_json(self.code.as_str(), &self.message)
     }
 }
 

@@ -7,8 +7,10 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /user` | `{"login":"signet-demo"}` |
-//! | `GET /repos/{owner}/{repo}` | a repository object |
-//! | `GET /repos/{owner}/{repo}/issues` | `[]` with a pagination `Link` header, as GitHub sends |
+//! | `GET /repos/{owner}/{repo}` | a repository object whose `url`, `issues_url`, … point at this stand-in |
+//! | `GET /repos/{owner}/{repo}/issues` | [`ISSUES`] issues over three pages, two per `page`, with GitHub's pagination `Link` (page 1: `next` and a `help` link) |
+//! | `GET /repos/{owner}/{repo}/issues/{number}` | one issue |
+//! | `POST /graphql` | `{"data":{"viewer":{"login":"signet-demo",…}}}` |
 //! | `/echo` | 200, the request body echoed back |
 //! | `/stream/{bytes}` | that many bytes, streamed in 64 KiB chunks |
 //! | `/delay/{ms}` | 200 after waiting that long before the headers |
@@ -449,19 +451,22 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
         ),
         ["repos", owner, repo] => json(
             StatusCode::OK,
-            &format!(r#"{{"full_name":"{owner}/{repo}","private":false,"default_branch":"main"}}"#),
+            &repository_json(&api_base(state, &parts.uri), owner, repo),
         ),
         ["repos", owner, repo, "issues"] => {
-            let mut response = json(StatusCode::OK, "[]");
-            let link = format!(
-                r#"<{base}/repos/{owner}/{repo}/issues?page=2>; rel="next", <https://docs.github.com/rest>; rel="help""#,
-                base = state.base
-            );
-            if let Ok(link) = HeaderValue::from_str(&link) {
-                response.headers_mut().insert(http::header::LINK, link);
-            }
-            response
+            issues_page(&api_base(state, &parts.uri), owner, repo, parts.uri.query())
         }
+        ["repos", owner, repo, "issues", number] => match number.parse::<u64>() {
+            Ok(number) if (1..=ISSUES).contains(&number) => json(
+                StatusCode::OK,
+                &issue_json(&api_base(state, &parts.uri), owner, repo, number),
+            ),
+            _ => not_found(),
+        },
+        ["graphql"] if parts.method == http::Method::POST => json(
+            StatusCode::OK,
+            r#"{"data":{"viewer":{"login":"signet-demo","url":"https://github.com/signet-demo"}}}"#,
+        ),
         ["echo"] => {
             let mut response = Response::new(StandInBody::Left(body.into()));
             response.headers_mut().insert(
@@ -645,6 +650,112 @@ async fn conditional(
         if let Ok(value) = HeaderValue::from_str(&value) {
             response_headers.insert(name, value);
         }
+    }
+    response
+}
+
+/// How many issues every repository has (two per page).
+pub const ISSUES: u64 = 5;
+
+const ISSUES_PER_PAGE: u64 = 2;
+
+/// This stand-in's API base as the request addressed it: with `/api/v3`
+/// when the request used the GitHub Enterprise prefix.
+fn api_base(state: &State, uri: &http::Uri) -> String {
+    let enterprise = uri.path() == "/api/v3" || uri.path().starts_with("/api/v3/");
+    let prefix = if enterprise { "/api/v3" } else { "" };
+    format!("{}{prefix}", state.base)
+}
+
+/// A repository as GitHub describes it, with its API URLs under `api`.
+fn repository_json(api: &str, owner: &str, repo: &str) -> String {
+    serde_json::json!({
+        "id": 1_296_269,
+        "node_id": "R_kgDOsignet",
+        "name": repo,
+        "full_name": format!("{owner}/{repo}"),
+        "private": false,
+        "owner": {
+            "login": owner,
+            "id": 1,
+            "type": "Organization",
+            "url": format!("{api}/users/{owner}"),
+            "html_url": format!("https://github.com/{owner}"),
+        },
+        "html_url": format!("https://github.com/{owner}/{repo}"),
+        "url": format!("{api}/repos/{owner}/{repo}"),
+        "issues_url": format!("{api}/repos/{owner}/{repo}/issues{{/number}}"),
+        "comments_url": format!("{api}/repos/{owner}/{repo}/comments{{/number}}"),
+        "pulls_url": format!("{api}/repos/{owner}/{repo}/pulls{{/number}}"),
+        "default_branch": "main",
+    })
+    .to_string()
+}
+
+/// Issue `number` of a repository, with its API URLs under `api` (and one in
+/// its prose, which is text, not a link to follow).
+fn issue_json(api: &str, owner: &str, repo: &str, number: u64) -> String {
+    let url = format!("{api}/repos/{owner}/{repo}/issues/{number}");
+    serde_json::json!({
+        "id": 1000 + number,
+        "node_id": format!("I_signet{number}"),
+        "number": number,
+        "title": format!("Issue {number}"),
+        "state": "open",
+        "body": format!("Found while reading {api}/repos/{owner}/{repo}."),
+        "user": {"login": "signet-demo", "id": 1, "url": format!("{api}/users/signet-demo")},
+        "repository_url": format!("{api}/repos/{owner}/{repo}"),
+        "comments_url": format!("{url}/comments"),
+        "html_url": format!("https://github.com/{owner}/{repo}/issues/{number}"),
+        "url": url,
+    })
+    .to_string()
+}
+
+/// One page of a repository's issues (`?page=N`, from 1), with GitHub's
+/// `Link` header: `next` on every page but the last (plus a `help` link on
+/// the first, as before), `prev` after the first. Other query parameters are
+/// kept in the links, as GitHub keeps them.
+fn issues_page(api: &str, owner: &str, repo: &str, query: Option<&str>) -> Response<StandInBody> {
+    let mut page = 1;
+    let mut kept = Vec::new();
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.strip_prefix("page=") {
+            Some(n) => page = n.parse::<u64>().unwrap_or(1).max(1),
+            None => kept.push(pair),
+        }
+    }
+    let pages = ISSUES.div_ceil(ISSUES_PER_PAGE);
+    let first = (page - 1).saturating_mul(ISSUES_PER_PAGE) + 1;
+    let issues: Vec<serde_json::Value> = (first..first.saturating_add(ISSUES_PER_PAGE))
+        .filter(|n| *n <= ISSUES)
+        .filter_map(|n| serde_json::from_str(&issue_json(api, owner, repo, n)).ok())
+        .collect();
+    let mut response = json(
+        StatusCode::OK,
+        &serde_json::Value::Array(issues).to_string(),
+    );
+    let link_to = |n: u64| {
+        let mut params = kept.clone();
+        let page = format!("page={n}");
+        params.push(&page);
+        format!("<{api}/repos/{owner}/{repo}/issues?{}>", params.join("&"))
+    };
+    let mut links = Vec::new();
+    if page < pages {
+        links.push(format!(r#"{}; rel="next""#, link_to(page + 1)));
+    }
+    if page == 1 {
+        links.push(r#"<https://docs.github.com/rest>; rel="help""#.to_owned());
+    } else {
+        links.push(format!(r#"{}; rel="prev""#, link_to(page - 1)));
+    }
+    if let Ok(link) = HeaderValue::from_str(&links.join(", ")) {
+        response.headers_mut().insert(http::header::LINK, link);
     }
     response
 }

@@ -73,6 +73,28 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// Parses a size such as `1048576`, `64KiB`, `1MiB` or `1GiB` (the grammar
+/// of the proxy's `--max-body-size`: bytes, or a K/M/G suffix, binary).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err("use bytes or a KiB, MiB or GiB suffix".to_owned()),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| "use bytes or a KiB, MiB or GiB suffix".to_owned())
+}
+
 /// A request body given as `--data`: text, `@FILE`, or `@-` for stdin
 /// (as in curl).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +161,15 @@ mod tests {
         for text in ["0s", "500ms", "16m", "1h", "5", "soon"] {
             assert!(parse_ttl(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn sizes_take_bytes_or_a_binary_suffix() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("64 KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("1TB").is_err());
+        assert!(parse_size("MiB").is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! place where errors become a message on stderr and an exit code.
 
 mod admin;
+mod agent;
 mod args;
 mod curl;
 mod keygen;
@@ -62,6 +63,15 @@ enum Command {
     /// Requests are signed with the admin key (purpose `admin`). The JSON
     /// answer goes to stdout; a status of 400 or more exits 22.
     Admin(admin::AdminArgs),
+    /// Serve a local GitHub API endpoint that signs every request for the proxy.
+    ///
+    /// For tools that cannot sign (gh, octokit, PyGithub, curl): REST at /...
+    /// and /api/v3/..., GraphQL at /graphql and /api/graphql, and absolute-form
+    /// requests for api.github.localhost (gh with GH_HOST=github.localhost and
+    /// HTTP_PROXY pointing here). Any client Authorization is dropped; URLs in
+    /// Link/Location headers and JSON bodies come back pointing at the agent.
+    /// `signet agent env` prints the client settings.
+    Agent(agent::AgentArgs),
 }
 
 /// Parses the command line, runs the command, and reports any error.
@@ -74,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => sign::sign(&args),
         Command::Curl(args) => curl::curl(&args),
         Command::Admin(args) => admin::admin(&args),
+        Command::Agent(args) => agent::agent(&args),
     };
     match outcome {
         Ok(exit) => exit.into(),
