@@ -9,6 +9,7 @@
 //! | [`json_urls`] | the same for absolute URLs in JSON bodies, streaming, chunk by chunk |
 //! | [`headers`] | hop-by-hop headers, removed in both directions |
 //! | [`error_body`] | the JSON error shape `{"error":{"code":…,"message":…}}` |
+//! | [`size`] | the byte-size grammar of the size flags (`1MiB`, `64KiB`, …) |
 //!
 //! No sockets, no runtime: these are plain functions and types over `http`
 //! values and body frames.
@@ -28,3 +29,4 @@ pub mod error_body;
 pub mod headers;
 pub mod json_urls;
 pub mod links;
+pub mod size;

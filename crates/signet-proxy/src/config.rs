@@ -499,29 +499,7 @@ pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, Config
 
 /// Parses a size: plain bytes, or a `KiB`/`MiB`/`GiB` (also `K`/`M`/`G`) suffix.
 pub fn parse_size(flag: &'static str, text: &str) -> Result<u64, ConfigError> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => {
-            return Err(flag_error(
-                flag,
-                text,
-                "use bytes or a KiB, MiB or GiB suffix",
-            ))
-        }
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| flag_error(flag, text, "use bytes or a KiB, MiB or GiB suffix"))
+    signet_http::size::parse(text).ok_or_else(|| flag_error(flag, text, signet_http::size::HINT))
 }
 
 #[cfg(test)]

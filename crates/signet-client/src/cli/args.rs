@@ -76,23 +76,7 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 /// Parses a size such as `1048576`, `64KiB`, `1MiB` or `1GiB` (the grammar
 /// of the proxy's `--max-body-size`: bytes, or a K/M/G suffix, binary).
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err("use bytes or a KiB, MiB or GiB suffix".to_owned()),
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| "use bytes or a KiB, MiB or GiB suffix".to_owned())
+    signet_http::size::parse(text).ok_or_else(|| signet_http::size::HINT.to_owned())
 }
 
 /// A request body given as `--data`: text, `@FILE`, or `@-` for stdin

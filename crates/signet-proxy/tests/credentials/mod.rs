@@ -201,14 +201,19 @@ async fn a_401_from_github_makes_the_proxy_fetch_a_new_installation_token_at_onc
 // Per-client scoped tokens
 // ---------------------------------------------------------------------------
 
-/// A proxy in App mode that trusts only the clients of `keys` (TOML text).
+/// A GitHub App stand-in issuing tokens valid for `ttl`, and a ready proxy
+/// in App mode in front of it that trusts only the clients of `keys` (TOML
+/// text). The directory holds the App key and the keys file.
 async fn app_proxy_with_keys(
-    upstream: &StandIn,
-    key_file: std::path::PathBuf,
+    ttl: Duration,
     keys: &str,
-    dir: &Path,
-) -> RunningProxy {
-    let keys_file = dir.join("keys.toml");
+) -> (tempfile::TempDir, StandIn, RunningProxy) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key_file, public) = app_key(dir.path());
+    let upstream = StandIn::start_app(&public, 5, 6, ttl)
+        .await
+        .expect("stand-in");
+    let keys_file = dir.path().join("keys.toml");
     std::fs::write(&keys_file, keys).expect("write keys file");
     let mut config = config(&upstream.url(), &Signer::new());
     config.master_keys.clear();
@@ -218,7 +223,9 @@ async fn app_proxy_with_keys(
         key_file,
         installation_id: 6,
     });
-    RunningProxy::start(&config).await
+    let proxy = RunningProxy::start(&config).await;
+    assert!(wait_ready(&proxy).await, "ready once a token is held");
+    (dir, upstream, proxy)
 }
 
 fn client_entry(name: &str, signer: &Signer, extra: &str) -> String {
@@ -234,20 +241,14 @@ fn get(signer: &Signer, target: &str) -> Request {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoped_client_is_forwarded_with_a_token_minted_for_exactly_its_scope() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (key_file, public) = app_key(dir.path());
     // 3 s tokens: the scoped token rotates during the test too.
-    let upstream = StandIn::start_app(&public, 5, 6, Duration::from_secs(3))
-        .await
-        .expect("stand-in");
     let (scoped, full) = (Signer::new(), Signer::new());
     let keys = client_entry(
         "scoped",
         &scoped,
         r#"github = { repositories = ["acme/app"], permissions = { issues = "write", contents = "read" } }"#,
     ) + &client_entry("full", &full, "");
-    let proxy = app_proxy_with_keys(&upstream, key_file, &keys, dir.path()).await;
-    assert!(wait_ready(&proxy).await);
+    let (_dir, upstream, proxy) = app_proxy_with_keys(Duration::from_secs(3), &keys).await;
 
     assert_eq!(
         send(proxy.addr, &get(&scoped, "/repos/acme/app"))
@@ -315,11 +316,6 @@ async fn a_scoped_client_is_forwarded_with_a_token_minted_for_exactly_its_scope(
 
 #[tokio::test]
 async fn a_scope_github_refuses_fails_that_clients_requests_and_never_uses_the_broader_token() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (key_file, public) = app_key(dir.path());
-    let upstream = StandIn::start_app(&public, 5, 6, Duration::from_secs(3600))
-        .await
-        .expect("stand-in");
     let (unknown, foreign, full) = (Signer::new(), Signer::new(), Signer::new());
     let keys = client_entry(
         "unknown-repo",
@@ -330,8 +326,7 @@ async fn a_scope_github_refuses_fails_that_clients_requests_and_never_uses_the_b
         &foreign,
         r#"github = { repositories = ["other/app"] }"#,
     ) + &client_entry("full", &full, "");
-    let proxy = app_proxy_with_keys(&upstream, key_file, &keys, dir.path()).await;
-    assert!(wait_ready(&proxy).await);
+    let (_dir, upstream, proxy) = app_proxy_with_keys(Duration::from_secs(3600), &keys).await;
 
     for signer in [&unknown, &foreign] {
         for _ in 0..2 {
@@ -365,20 +360,14 @@ async fn a_scope_github_refuses_fails_that_clients_requests_and_never_uses_the_b
 
 #[tokio::test]
 async fn cached_responses_never_cross_credentials_and_are_revalidated_after_a_rotation() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (key_file, public) = app_key(dir.path());
     // 3 s tokens: the main token is replaced after 2.4 s.
-    let upstream = StandIn::start_app(&public, 5, 6, Duration::from_secs(3))
-        .await
-        .expect("stand-in");
     let (scoped, full) = (Signer::new(), Signer::new());
     let keys = client_entry(
         "scoped",
         &scoped,
         r#"github = { repositories = ["acme/app"] }"#,
     ) + &client_entry("full", &full, "");
-    let proxy = app_proxy_with_keys(&upstream, key_file, &keys, dir.path()).await;
-    assert!(wait_ready(&proxy).await);
+    let (_dir, upstream, proxy) = app_proxy_with_keys(Duration::from_secs(3), &keys).await;
     let target = "/etag/60/0";
     let cache = |reply: &crate::support::Reply| reply.header("x-signet-cache");
 

@@ -16,6 +16,16 @@ fn with_redis(redis: &RedisServer) -> impl FnOnce(&mut signet_proxy::Config) + '
     move |config| config.redis_url = Some(RedisUrl::new(redis.url()))
 }
 
+/// Two replicas sharing `redis`, one upstream and one trusted key; the first
+/// comes with that upstream and key.
+async fn two_replicas(redis: &RedisServer) -> (Env, RunningProxy) {
+    let env = Env::start_with(with_redis(redis)).await;
+    let mut second = config(&env.upstream.url(), &env.signer);
+    with_redis(redis)(&mut second);
+    let replica = RunningProxy::start(&second).await;
+    (env, replica)
+}
+
 /// Polls `target` on the proxy until it answers `status` (bounded).
 async fn wait_for_status(
     addr: std::net::SocketAddr,
@@ -35,10 +45,7 @@ async fn wait_for_status(
 #[tokio::test]
 async fn a_proof_accepted_by_one_replica_is_refused_by_another() {
     let redis = RedisServer::start().await;
-    let env = Env::start_with(with_redis(&redis)).await;
-    let mut second = config(&env.upstream.url(), &env.signer);
-    with_redis(&redis)(&mut second);
-    let replica = RunningProxy::start(&second).await;
+    let (env, replica) = two_replicas(&redis).await;
 
     let body = br#"{"title":"once"}"#;
     let request = Request::new("POST", "/echo")
@@ -268,10 +275,7 @@ async fn rediss_connects_with_tls_checked_against_the_configured_ca() {
 #[tokio::test]
 async fn a_quota_one_replica_saw_run_out_is_guarded_by_every_replica() {
     let redis = RedisServer::start().await;
-    let env = Env::start_with(with_redis(&redis)).await;
-    let mut second = config(&env.upstream.url(), &env.signer);
-    with_redis(&redis)(&mut second);
-    let replica = RunningProxy::start(&second).await;
+    let (env, replica) = two_replicas(&redis).await;
     let get = |target: &str| Request::get(target).proof(env.signer.sign("GET", target, b""));
     let now = crate::support::NOW;
 
@@ -297,10 +301,7 @@ async fn a_quota_one_replica_saw_run_out_is_guarded_by_every_replica() {
 #[tokio::test]
 async fn a_secondary_limit_one_replica_hit_holds_back_every_replica() {
     let redis = RedisServer::start().await;
-    let env = Env::start_with(with_redis(&redis)).await;
-    let mut second = config(&env.upstream.url(), &env.signer);
-    with_redis(&redis)(&mut second);
-    let replica = RunningProxy::start(&second).await;
+    let (env, replica) = two_replicas(&redis).await;
     let get = |target: &str| Request::get(target).proof(env.signer.sign("GET", target, b""));
 
     assert_eq!(env.send(&get("/secondary/90")).await.status, 403);
