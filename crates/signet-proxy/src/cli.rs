@@ -197,9 +197,9 @@ pub struct Args {
     #[arg(global = true, long, default_value = "30s")]
     pub shutdown_timeout: String,
 
-    /// Serving model: `per-core` (one single-threaded runtime per core, each with its own
-    /// SO_REUSEPORT listener) or `multi-thread` (one work-stealing runtime).
-    #[arg(global = true, long, env = "SIGNET_RUNTIME", value_enum, default_value_t = Serving::PerCore)]
+    /// Serving model: `multi-thread` (one work-stealing runtime) or `per-core` (one
+    /// single-threaded runtime per core, each with its own SO_REUSEPORT listener).
+    #[arg(global = true, long, env = "SIGNET_RUNTIME", value_enum, default_value_t = Serving::MultiThread)]
     pub runtime: Serving,
 }
 

@@ -1,19 +1,20 @@
 //! The serving model: which threads run the proxy (`--runtime`).
 //!
-//! * `per-core` (the default): one single-threaded tokio runtime per core,
-//!   each accepting on its own `SO_REUSEPORT` listener, so the kernel spreads
-//!   connections over the cores and a connection's request, its upstream
-//!   exchange (each runtime keeps its own upstream connection pool) and its
-//!   response never leave the thread that accepted it. No work is handed
-//!   between threads, so there are no cross-CPU wake-ups on the request path.
-//! * `multi-thread`: one work-stealing tokio runtime with a worker per core;
-//!   any worker may run any connection, and tasks are woken across threads.
+//! * `multi-thread` (the default): one work-stealing tokio runtime with a
+//!   worker per core; any worker may run any connection.
+//! * `per-core`: one single-threaded tokio runtime per core, each accepting
+//!   on its own `SO_REUSEPORT` listener, so the kernel spreads connections
+//!   over the cores and a connection's request, its upstream exchange (each
+//!   runtime keeps its own upstream connection pool) and its response never
+//!   leave the thread that accepted it: no work is handed between threads.
 //!
-//! `docs/PERFORMANCE.md` has the measurements behind the default. Everything
-//! else — the connection limit, graceful shutdown, reloads, the admin and
-//! metrics listeners — behaves the same in both: shared state lives in one
-//! `Proxy` behind an `Arc`, and the background tasks run on the first
-//! runtime.
+//! `per-core` spends a few percent less CPU per request; `multi-thread` has
+//! the lower tail latency at a moderate rate, because a connection whose
+//! core is busy can be served by another. `docs/PERFORMANCE.md` has the
+//! measurements behind the default. Everything else — the connection limit,
+//! graceful shutdown, reloads, the admin and metrics listeners — behaves the
+//! same in both: shared state lives in one `Proxy` behind an `Arc`, and the
+//! background tasks run on the first runtime.
 
 use std::io;
 use std::thread::JoinHandle;
@@ -25,9 +26,9 @@ use tokio::sync::oneshot;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Serving {
     /// One single-threaded runtime per core, each with its own listener.
-    #[default]
     PerCore,
     /// One multi-threaded, work-stealing runtime.
+    #[default]
     MultiThread,
 }
 
@@ -64,9 +65,7 @@ impl Runtimes {
             }),
             Serving::PerCore => {
                 let main = Builder::new_current_thread().enable_all().build()?;
-                let workers = (1..cores)
-                    .map(|index| Worker::start(index))
-                    .collect::<io::Result<_>>()?;
+                let workers = (1..cores).map(Worker::start).collect::<io::Result<_>>()?;
                 Ok(Runtimes { main, workers })
             }
         }
