@@ -21,7 +21,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release")
+BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
 BENCH = os.path.join(BIN, "signet-bench")
 PROXY = os.path.join(BIN, "signet-proxy")
 TARGET = "/repos/octo-org/hello-world"
