@@ -207,6 +207,10 @@ def load(port, pids, kind, requests, connections, rate=None):
     return out
 
 
+def how(out):
+    return "" if out.get("cpu_exact") == "true" else "  (from 10 ms ticks: a thread exited)"
+
+
 def med(values):
     return statistics.median(values)
 
@@ -267,7 +271,7 @@ def run(rig, args, n, c):
         figures["nginx_p50"].append(int(out["p50_us"]))
         figures["nginx_p99"].append(int(out["p99_us"]))
         figures["nginx_rps"].append(float(out["rps"]))
-        print(f"   nginx          signed: {out['cpu_us_per_req']:>7} us CPU/req  {out['rps']:>6} req/s")
+        print(f"   nginx          signed: {out['cpu_us_per_req']:>7} us CPU/req  {out['rps']:>6} req/s{how(out)}")
         for model, p in rig.proxies.items():
             pid = p["proc"].pid
             accepts0, reqs0 = nginx_stub(rig.upstream_port)
@@ -283,12 +287,12 @@ def run(rig, args, n, c):
             figures[f"{model}:signed_p50"].append(int(out["p50_us"]))
             figures[f"{model}:signed_p99"].append(int(out["p99_us"]))
             figures[f"{model}:signed_rps"].append(float(out["rps"]))
-            print(f"   {model:<14} signed: {out['cpu_us_per_req']:>7} us CPU/req  {out['rps']:>6} req/s")
+            print(f"   {model:<14} signed: {out['cpu_us_per_req']:>7} us CPU/req  {out['rps']:>6} req/s{how(out)}")
             out = load(p["port"], [pid], "junk", n, c)
             if not re.fullmatch(r"40[01]:\d+", out["statuses"]):
                 sys.exit(f"bench: junk got {out['statuses']}")
             figures[f"{model}:junk"].append(float(out["cpu_us_per_req"]))
-            print(f"   {model:<14} junk:   {out['cpu_us_per_req']:>7} us CPU/req  {out['rps']:>6} req/s")
+            print(f"   {model:<14} junk:   {out['cpu_us_per_req']:>7} us CPU/req  {out['rps']:>6} req/s{how(out)}")
 
     # P3: the same open-loop schedule straight to the upstream, through nginx
     # and through each proxy, interleaved.

@@ -18,9 +18,77 @@ pub fn cpu_us(pid: u32) -> Option<u64> {
     Some((utime + stime) * 1_000_000 / TICKS_PER_SEC)
 }
 
-/// CPU of all `pids` together, microseconds.
+/// CPU of all `pids` together, microseconds, from `/proc/<pid>/stat`:
+/// every thread that ever ran counts, in clock ticks (10 ms).
 pub fn total_cpu_us(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|&pid| cpu_us(pid)).sum()
+}
+
+/// CPU of all threads of all `pids`, nanoseconds, from each thread's
+/// `schedstat`, with the set of threads it was read from. Exact, but a
+/// thread that has exited no longer counts.
+pub fn threads_cpu_ns(pids: &[u32]) -> (u64, Vec<(u32, u32)>) {
+    let mut total = 0;
+    let mut threads = Vec::new();
+    for &pid in pids {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            let ns = fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|line| line.split(' ').next()?.parse::<u64>().ok());
+            if let Some(ns) = ns {
+                total += ns;
+                threads.push((pid, tid));
+            }
+        }
+    }
+    threads.sort_unstable();
+    (total, threads)
+}
+
+/// CPU the `pids` spent between two readings, microseconds: from the exact
+/// per-thread figures when the same threads were there both times, else
+/// from the tick-granular process totals (which keep exited threads).
+pub struct CpuMeter {
+    pids: Vec<u32>,
+    ticks_us: u64,
+    threads_ns: u64,
+    threads: Vec<(u32, u32)>,
+}
+
+impl CpuMeter {
+    /// Starts measuring.
+    pub fn start(pids: &[u32]) -> Self {
+        let (threads_ns, threads) = threads_cpu_ns(pids);
+        CpuMeter {
+            pids: pids.to_vec(),
+            ticks_us: total_cpu_us(pids),
+            threads_ns,
+            threads,
+        }
+    }
+
+    /// Microseconds of CPU since [`CpuMeter::start`], and whether they are
+    /// the exact per-thread figure.
+    pub fn elapsed_us(&self) -> (f64, bool) {
+        let (threads_ns, threads) = threads_cpu_ns(&self.pids);
+        if threads == self.threads {
+            (
+                threads_ns.saturating_sub(self.threads_ns) as f64 / 1000.0,
+                true,
+            )
+        } else {
+            (
+                total_cpu_us(&self.pids).saturating_sub(self.ticks_us) as f64,
+                false,
+            )
+        }
+    }
 }
 
 /// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`).
