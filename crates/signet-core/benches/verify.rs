@@ -103,6 +103,15 @@ fn bench_verify(c: &mut Criterion) {
                 .is_ok()
         })
     });
+    // The floor under the warm figure: the one request signature alone, with
+    // the key already parsed (scripts/bench measures the same call).
+    let ephemeral = ed25519_dalek::VerifyingKey::from_bytes(&proof.ek).unwrap();
+    let canonical = signet_core::canonical_request(&request, proof.ts, &proof.n);
+    let signature = ed25519_dalek::Signature::from_bytes(&proof.s);
+    ephemeral.verify_strict(&canonical, &signature).unwrap();
+    group.bench_function("verify_strict alone (parsed key)", |b| {
+        b.iter(|| ephemeral.verify_strict(black_box(&canonical), black_box(&signature)))
+    });
     group.bench_function("reject: bad byte", |b| {
         b.iter(|| ProofHeader::parse(black_box(&bad_byte)))
     });

@@ -152,17 +152,22 @@ impl CheckedProof<'_> {
         let proof = self.proof;
         let message = BindingMessage::new(&proof.ek, proof.exp, &proof.pur);
         let cache_key = BindingCache::key(proof, &message);
-        if !self.verifier.bindings.contains(&cache_key, self.now) {
-            self.master
-                .verify_strict(message.as_bytes(), &Signature::from_bytes(&proof.b))
-                .map_err(|_| VerifyError::InvalidBindingSignature)?;
-            self.verifier
-                .bindings
-                .insert(cache_key, proof.exp, self.now);
-        }
-
-        let ephemeral = VerifyingKey::from_bytes(&proof.ek)
-            .map_err(|_| VerifyError::InvalidRequestSignature)?;
+        // A cached binding comes with its ephemeral key already decompressed:
+        // that is a field square root per request saved.
+        let ephemeral = match self.verifier.bindings.get(&cache_key, self.now) {
+            Some(ephemeral) => ephemeral,
+            None => {
+                self.master
+                    .verify_strict(message.as_bytes(), &Signature::from_bytes(&proof.b))
+                    .map_err(|_| VerifyError::InvalidBindingSignature)?;
+                let ephemeral = VerifyingKey::from_bytes(&proof.ek)
+                    .map_err(|_| VerifyError::InvalidRequestSignature)?;
+                self.verifier
+                    .bindings
+                    .insert(cache_key, proof.exp, ephemeral, self.now);
+                ephemeral
+            }
+        };
         let signature = Signature::from_bytes(&proof.s);
         CANONICAL_BUF
             .with(|buf| {
@@ -326,12 +331,20 @@ impl VerifiedProof {
 const SHARDS: usize = 16;
 
 /// Verified bindings, keyed by a hash of all of `mk, ek, exp, pur, b`, kept
-/// until `exp`. Bounded: when a shard is full, expired entries are dropped;
-/// if it is still full the new binding is simply not cached.
+/// until `exp`, each with its ephemeral key parsed. Bounded: when a shard is
+/// full, expired entries are dropped; if it is still full the new binding is
+/// simply not cached.
 struct BindingCache {
-    shards: Vec<Mutex<HashMap<[u8; 32], u64>>>,
+    shards: Vec<Mutex<HashMap<[u8; 32], Entry>>>,
     per_shard: usize,
 }
+
+struct Entry {
+    exp: u64,
+    ephemeral: VerifyingKey,
+}
+
+type Shard = Mutex<HashMap<[u8; 32], Entry>>;
 
 impl BindingCache {
     fn new(capacity: usize) -> Self {
@@ -351,21 +364,20 @@ impl BindingCache {
         hasher.finalize().into()
     }
 
-    fn shard(&self, key: &[u8; 32]) -> Option<&Mutex<HashMap<[u8; 32], u64>>> {
+    fn shard(&self, key: &[u8; 32]) -> Option<&Shard> {
         self.shards.get(usize::from(key[0]) % SHARDS)
     }
 
-    fn contains(&self, key: &[u8; 32], now: u64) -> bool {
-        let Some(shard) = self.shard(key) else {
-            return false;
-        };
-        let Ok(map) = shard.lock() else {
-            return false;
-        };
-        map.get(key).is_some_and(|&exp| now <= exp)
+    /// The binding's parsed ephemeral key, if it verified before and has
+    /// not expired.
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<VerifyingKey> {
+        let map = self.shard(key)?.lock().ok()?;
+        map.get(key)
+            .filter(|entry| now <= entry.exp)
+            .map(|entry| entry.ephemeral)
     }
 
-    fn insert(&self, key: [u8; 32], exp: u64, now: u64) {
+    fn insert(&self, key: [u8; 32], exp: u64, ephemeral: VerifyingKey, now: u64) {
         if self.per_shard == 0 {
             return;
         }
@@ -373,10 +385,10 @@ impl BindingCache {
             return;
         };
         if map.len() >= self.per_shard {
-            map.retain(|_, &mut exp| now <= exp);
+            map.retain(|_, entry| now <= entry.exp);
         }
         if map.len() < self.per_shard {
-            map.insert(key, exp);
+            map.insert(key, Entry { exp, ephemeral });
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::serving::Serving;
+
 /// signet-proxy: a reverse proxy for the GitHub API that verifies Signet
 /// proofs offline and injects one shared GitHub token.
 // These doc comments are also the `--help` text, where URLs stay bare.
@@ -194,6 +196,11 @@ pub struct Args {
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(global = true, long, default_value = "30s")]
     pub shutdown_timeout: String,
+
+    /// Serving model: `multi-thread` (one work-stealing runtime) or `per-core` (one
+    /// single-threaded runtime per core, each with its own SO_REUSEPORT listener).
+    #[arg(global = true, long, env = "SIGNET_RUNTIME", value_enum, default_value_t = Serving::MultiThread)]
+    pub runtime: Serving,
 }
 
 /// Subcommands.

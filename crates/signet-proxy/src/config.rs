@@ -15,6 +15,7 @@ use signet_core::{parse_public_key_hex, Limits, Purpose, VerifyingKey};
 use crate::clock::Clock;
 use crate::credentials::{AppCredential, CredentialSource};
 use crate::secret::{GitHubToken, RedisUrl};
+use crate::serving::Serving;
 use crate::Args;
 
 /// Everything the proxy needs to run, already validated.
@@ -83,6 +84,9 @@ pub struct Config {
     pub revocations_file: Option<PathBuf>,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_timeout: Duration,
+    /// The serving model (`--runtime`): with `PerCore` the listener is bound
+    /// with `SO_REUSEPORT` so each core's runtime can add its own.
+    pub serving: Serving,
     /// The source of `now`.
     pub clock: Clock,
 }
@@ -244,6 +248,7 @@ impl Config {
             admin_key: None,
             revocations_file: None,
             shutdown_timeout: Duration::from_secs(30),
+            serving: Serving::default(),
             clock: Clock::System,
         }
     }
@@ -321,6 +326,7 @@ impl Config {
             parse_duration("upstream-timeout", &args.upstream_timeout)?,
         )?;
         config.shutdown_timeout = parse_duration("shutdown-timeout", &args.shutdown_timeout)?;
+        config.serving = args.runtime;
         config.allowed_purposes = match &args.allowed_purposes {
             None => Vec::new(),
             Some(list) => list

@@ -25,6 +25,7 @@ use crate::body::{BufferedBody, ProxyBody};
 use crate::config::{Config, Upstream};
 use crate::credentials::{Credentials, Current};
 use crate::links::LinkRewriter;
+use crate::pool::Pools;
 use crate::refusal::Refusal;
 use crate::scope::GitHubScope;
 
@@ -56,12 +57,17 @@ pub enum ForwardSetupError {
 }
 
 /// The pooled HTTP/1.1 client to the upstream (rustls).
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type UpstreamClient = Client<UpstreamConnector, Full<Bytes>>;
+
+/// How upstream connections are made (rustls over TCP).
+pub type UpstreamConnector = HttpsConnector<HttpConnector>;
 
 /// Sends verified requests to the upstream over a pooled keep-alive client.
 #[derive(Clone)]
 pub struct Forwarder {
     client: UpstreamClient,
+    /// Per-runtime pools like `client`'s (`--runtime per-core`).
+    pools: Pools,
     upstream: Arc<Upstream>,
     /// The token to inject, kept fresh by its own task.
     credentials: Arc<Credentials>,
@@ -118,14 +124,16 @@ impl Forwarder {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
+            .pool_idle_timeout(Duration::from_secs(90));
+        let client = builder.build(https.clone());
 
         Ok(Forwarder {
             client,
+            pools: Pools::new(builder, https),
             upstream: Arc::new(config.upstream.clone()),
             credentials,
             slots: Arc::new(tokio::sync::Semaphore::new(
@@ -192,7 +200,8 @@ impl Forwarder {
                     .with_detail(format!("no upstream slot freed within {:?}", self.timeout))
             })?
             .map_err(|_| Refusal::new(ErrorCode::UpstreamBusy))?;
-        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+        let client = self.pools.client(&self.client);
+        let response = tokio::time::timeout(self.timeout, client.request(request))
             .await
             .map_err(|_| {
                 Refusal::new(ErrorCode::GatewayTimeout).with_detail(format!(

@@ -11,11 +11,11 @@
 //! | module | concern |
 //! |---|---|
 //! | [`cli`], [`config`] | flags and environment → validated [`Config`] |
-//! | [`server`], [`connection`] | listener, HTTP/1.1 connections, timeouts, graceful shutdown, reloads |
+//! | [`server`], [`connection`], [`serving`] | listeners, HTTP/1.1 connections, timeouts, graceful shutdown, reloads; which threads serve |
 //! | [`pipeline`] | the request path, stage by stage |
 //! | [`target`], [`health`], [`body`], [`policy`], [`rate`], [`replay`] | one stage each |
 //! | [`clients`], [`revoke`] | who is trusted (keys file, swapped at reload) and who is revoked |
-//! | [`forward`], [`links`] | header rewrite, the pooled upstream client, pagination links |
+//! | [`forward`], [`pool`], [`links`] | header rewrite, the pooled upstream client (one pool per runtime), pagination links |
 //! | [`refusal`] | every refusal → its JSON response, in one place |
 //! | [`logging`], [`metrics`] | one record per request: the JSON log line and the Prometheus counters |
 //! | [`admin`], [`side`] | the admin API, on a small listener of its own (metrics use one too) |
@@ -41,6 +41,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod pool;
 pub mod quota;
 pub mod rate;
 pub mod refusal;
@@ -49,6 +50,7 @@ pub mod revoke;
 pub mod scope;
 pub mod secret;
 pub mod server;
+pub mod serving;
 pub mod side;
 pub mod standin;
 pub mod target;
@@ -88,6 +90,15 @@ pub async fn check_config(config: &Config) -> Result<String, StartError> {
 
 /// Runs the proxy with a validated configuration until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    run_on(config, Vec::new()).await
+}
+
+/// [`run`], with further runtimes (`per-core`: one per further core) that
+/// each accept and serve connections of their own.
+pub async fn run_on(
+    config: Config,
+    workers: Vec<tokio::runtime::Handle>,
+) -> Result<(), StartError> {
     let server = Server::bind(&config).await?;
     let addr = server.local_addr().unwrap_or(config.listen);
     tracing::info!(
@@ -96,9 +107,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         master_keys = config.master_keys.len(),
         keys_file = config.keys_file.as_ref().map(|p| p.display().to_string()),
         replay_store = if config.redis_url.is_some() { "redis" } else { "memory" },
+        runtimes = workers.len() + 1,
         "signet-proxy listening"
     );
-    server.run(shutdown_signal()).await;
+    server.run_on(&workers, shutdown_signal()).await;
     tracing::info!("signet-proxy stopped");
     Ok(())
 }

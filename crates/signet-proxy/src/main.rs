@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use signet_proxy::cli::Command;
+use signet_proxy::serving::Runtimes;
 use signet_proxy::{logging, Args, Config};
 
 /// jemalloc's background thread hands freed pages back to the OS after its
@@ -15,16 +16,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
+    let runtimes = match Runtimes::new(args.runtime, None) {
+        Ok(runtimes) => runtimes,
         Err(error) => {
             eprintln!("signet-proxy: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
+    let runtime = runtimes.main();
     if let Some(Command::Demo { keep }) = args.command {
         return runtime.block_on(signet_proxy::demo::run(keep));
     }
@@ -48,10 +47,10 @@ fn main() -> ExitCode {
         };
     }
     let _log_flush = logging::init(config.log_level);
-    let outcome = runtime.block_on(signet_proxy::run(config));
+    let outcome = runtime.block_on(signet_proxy::run_on(config, runtimes.workers()));
     // Let connection tasks that outlived the shutdown timeout go before the
     // log guard flushes on return.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    runtimes.shutdown(std::time::Duration::from_secs(1));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

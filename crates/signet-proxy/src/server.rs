@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use signet_core::ErrorCode;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
@@ -31,6 +31,7 @@ use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
 use crate::replay::{connect_redis, RedisSetupError, ReplayStore};
 use crate::revoke::{RevocationError, Revocations};
+use crate::serving::Serving;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,8 @@ pub struct Server {
     shutdown_timeout: Duration,
     connections: Arc<Semaphore>,
     max_connections: usize,
+    /// Bound with `SO_REUSEPORT`, so further runtimes can bind beside it.
+    reuse_port: bool,
 }
 
 impl Server {
@@ -127,13 +130,11 @@ impl Server {
             }
             _ => None,
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let reuse_port = config.serving == Serving::PerCore;
+        let listener = bind(config.listen, reuse_port).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -159,6 +160,7 @@ impl Server {
                 config.max_connections.min(Semaphore::MAX_PERMITS),
             )),
             max_connections: config.max_connections,
+            reuse_port,
         })
     }
 
@@ -170,11 +172,23 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting and waits up
     /// to the shutdown timeout for open connections to finish their requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        self.run_on(&[], shutdown).await;
+    }
+
+    /// [`Server::run`], with each of `workers` (other runtimes, each on a
+    /// thread of its own) accepting on a listener of its own beside this
+    /// one (`SO_REUSEPORT`; without it, this runtime accepts alone) and
+    /// serving the connections it accepted. The connection limit, the
+    /// shutdown and the background tasks are shared: they live here.
+    pub async fn run_on(
+        self,
+        workers: &[tokio::runtime::Handle],
+        shutdown: impl Future<Output = ()>,
+    ) {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Every connection task holds a sender; when all are dropped, all
         // connections are done.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        let mut refused = RefusedConnections::new();
         // Stops with the server, however the server's future ends.
         let _reloads = AbortOnDrop(tokio::spawn(watch_keys_file(
             Arc::clone(&self.clients),
@@ -202,39 +216,40 @@ impl Server {
                 Arc::clone(self.proxy.metrics()),
             )))
         });
-        let busy = busy_response();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
-                            refuse(&stream, &busy);
-                            refused.count(self.max_connections);
-                            continue;
-                        };
-                        let _ = stream.set_nodelay(true);
-                        let proxy = Arc::clone(&self.proxy);
-                        let stop = stop_rx.clone();
-                        let done = done_tx.clone();
-                        let timeouts = self.timeouts;
-                        tokio::spawn(async move {
-                            connection::serve(stream, peer, proxy, timeouts, stop).await;
-                            drop(permit);
-                            drop(done);
-                        });
-                    }
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off briefly
-                        // instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                () = &mut shutdown => break,
-            }
+        let acceptor = Arc::new(Acceptor {
+            proxy: Arc::clone(&self.proxy),
+            timeouts: self.timeouts,
+            connections: Arc::clone(&self.connections),
+            max_connections: self.max_connections,
+            busy: busy_response(),
+        });
+        let addr = self.listener.local_addr();
+        for worker in workers.iter().filter(|_| self.reuse_port) {
+            let listener = match addr.as_ref().map(|addr| {
+                let _guard = worker.enter();
+                bind(*addr, true)
+            }) {
+                Ok(Ok(listener)) => listener,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "a runtime could not add its listener; the others serve");
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no local address to add listeners beside");
+                    break;
+                }
+            };
+            worker.spawn(accept(
+                listener,
+                Arc::clone(&acceptor),
+                stop_rx.clone(),
+                done_tx.clone(),
+            ));
         }
-        drop(self.listener);
+        tokio::select! {
+            () = accept(self.listener, acceptor, stop_rx.clone(), done_tx.clone()) => {}
+            () = shutdown => {}
+        }
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         let _ = stop_tx.send(true);
         drop(done_tx);
@@ -245,6 +260,86 @@ impl Server {
             tracing::warn!("shutdown timeout passed with requests still in flight");
         }
     }
+}
+
+/// What every accept loop shares.
+struct Acceptor {
+    proxy: Arc<Proxy>,
+    timeouts: Timeouts,
+    connections: Arc<Semaphore>,
+    max_connections: usize,
+    busy: Vec<u8>,
+}
+
+/// Accepts on one listener until `stop`, serving each connection on a task
+/// of the runtime this loop runs on. Each task holds a `done` sender.
+async fn accept(
+    listener: TcpListener,
+    acceptor: Arc<Acceptor>,
+    stop: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    let mut refused = RefusedConnections::new();
+    let stopping = stopped(stop.clone());
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = Arc::clone(&acceptor.connections).try_acquire_owned() else {
+                        refuse(&stream, &acceptor.busy);
+                        refused.count(acceptor.max_connections);
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let proxy = Arc::clone(&acceptor.proxy);
+                    let connection_stop = stop.clone();
+                    let done = done.clone();
+                    let timeouts = acceptor.timeouts;
+                    tokio::spawn(async move {
+                        connection::serve(stream, peer, proxy, timeouts, connection_stop).await;
+                        drop(permit);
+                        drop(done);
+                    });
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off briefly
+                    // instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut stopping => break,
+        }
+    }
+}
+
+/// Completes once `stop` says so (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A listening socket on `addr`; with `reuse_port`, others may bind the
+/// same address the same way (the kernel spreads connections over them).
+/// Must run inside a runtime: the listener registers with its reactor.
+fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restart need not wait out TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -8,6 +8,7 @@ mod clients;
 mod credentials;
 mod replicas;
 mod security;
+mod serving;
 mod support;
 
 use std::io::Read as _;
