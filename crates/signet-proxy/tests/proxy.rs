@@ -6,6 +6,7 @@
 mod cache;
 mod clients;
 mod credentials;
+mod invariant;
 mod replicas;
 mod security;
 mod support;
