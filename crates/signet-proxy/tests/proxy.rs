@@ -6,6 +6,7 @@
 mod cache;
 mod clients;
 mod credentials;
+mod faults;
 mod invariant;
 mod replicas;
 mod security;
