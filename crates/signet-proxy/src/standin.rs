@@ -446,6 +446,15 @@ impl StandIn {
     pub fn requests(&self) -> Vec<Recorded> {
         self.recorded.lock().map(|r| r.clone()).unwrap_or_default()
     }
+
+    /// Every request received since the last call, in order, removed from
+    /// the record, so a long run (the soak) keeps its memory bounded.
+    pub fn take_requests(&self) -> Vec<Recorded> {
+        self.recorded
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for StandIn {
