@@ -22,7 +22,7 @@
 //! | `/hop-by-hop` | 200 with hop-by-hop response headers a proxy must drop |
 //! | `/limit/{resource}/{remaining}/{reset}` | 200 with those `X-RateLimit-*` headers |
 //! | `/secondary/{seconds}` | 403, GitHub's secondary-rate-limit answer with `Retry-After` |
-//! | App mode: `POST /app/installations/{id}/access_tokens` | 201 with a token (scoped to the body's `repositories`; 422 for a repository named `missing…`) |
+//! | App mode: `POST /app/installations/{id}/access_tokens` | 201 with a token (scoped to the body's `repositories`; 422 for a repository named `missing…`; 500 or held while [`StandIn::set_token_endpoint`] says so) |
 //! | App mode: `GET /app/installations/{id}` | the installation, account `acme` |
 //! | anything else | 404 `{"message":"Not Found"}` |
 //!
@@ -96,6 +96,34 @@ struct AppIssuer {
     ttl: Duration,
     /// Tokens, when they expire, and the repositories they are limited to.
     issued: Mutex<Vec<Issued>>,
+    /// How the access-token endpoint answers ([`TokenEndpoint`] as a number).
+    endpoint: std::sync::atomic::AtomicU8,
+    /// Exchanges answered 500 by [`TokenEndpoint::Fail`].
+    failed: std::sync::atomic::AtomicUsize,
+    /// Exchanges held right now by [`TokenEndpoint::Stall`].
+    stalled: std::sync::atomic::AtomicUsize,
+}
+
+/// How the App access-token endpoint answers, for fault injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpoint {
+    /// As GitHub does: 201 with a token.
+    Answer,
+    /// 500, as GitHub answers during an incident.
+    Fail,
+    /// Holds each exchange, unanswered, until the endpoint is set otherwise
+    /// (then answers as that says).
+    Stall,
+}
+
+impl TokenEndpoint {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => TokenEndpoint::Fail,
+            2 => TokenEndpoint::Stall,
+            _ => TokenEndpoint::Answer,
+        }
+    }
 }
 
 /// One installation token the stand-in issued.
@@ -129,6 +157,29 @@ impl std::fmt::Debug for AppIssuer {
 }
 
 impl AppIssuer {
+    fn endpoint(&self) -> TokenEndpoint {
+        TokenEndpoint::from_u8(self.endpoint.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A 500 when the endpoint fails; waits first while it stalls.
+    async fn fault(&self) -> Option<Response<StandInBody>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.endpoint() == TokenEndpoint::Stall {
+            self.stalled.fetch_add(1, Relaxed);
+            while self.endpoint() == TokenEndpoint::Stall {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            self.stalled.fetch_sub(1, Relaxed);
+        }
+        (self.endpoint() == TokenEndpoint::Fail).then(|| {
+            self.failed.fetch_add(1, Relaxed);
+            json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"message":"Server Error"}"#,
+            )
+        })
+    }
+
     /// Whether the request carries a valid App JWT.
     fn app_jwt_valid(&self, headers: &HeaderMap) -> bool {
         let jwt = headers
@@ -251,6 +302,9 @@ impl StandIn {
             installation_id,
             ttl,
             issued: Mutex::new(Vec::new()),
+            endpoint: std::sync::atomic::AtomicU8::new(0),
+            failed: std::sync::atomic::AtomicUsize::new(0),
+            stalled: std::sync::atomic::AtomicUsize::new(0),
         };
         Self::start_inner(None, None, Some(app)).await
     }
@@ -262,6 +316,24 @@ impl StandIn {
                 list.clear();
             }
         }
+    }
+
+    /// App mode: how the access-token endpoint answers from now on.
+    pub fn set_token_endpoint(&self, endpoint: TokenEndpoint) {
+        if let Some(app) = &self.app {
+            app.endpoint
+                .store(endpoint as u8, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// App mode: exchanges answered 500 so far, and exchanges held now.
+    pub fn token_exchange_faults(&self) -> (usize, usize) {
+        self.app.as_ref().map_or((0, 0), |app| {
+            (
+                app.failed.load(std::sync::atomic::Ordering::Relaxed),
+                app.stalled.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
     }
 
     /// Changes the content (and `ETag`) of the `/etag/…` resource.
@@ -374,6 +446,15 @@ impl StandIn {
     pub fn requests(&self) -> Vec<Recorded> {
         self.recorded.lock().map(|r| r.clone()).unwrap_or_default()
     }
+
+    /// Every request received since the last call, in order, removed from
+    /// the record, so a long run (the soak) keeps its memory bounded.
+    pub fn take_requests(&self) -> Vec<Recorded> {
+        self.recorded
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for StandIn {
@@ -410,6 +491,9 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
         if parts.uri.path().strip_prefix(installation.as_str()) == Some("/access_tokens")
             && parts.method == http::Method::POST
         {
+            if let Some(fault) = app.fault().await {
+                return fault;
+            }
             return app.grant(&parts.headers, &body, &state.issued);
         }
         if parts.uri.path() == installation && parts.method == http::Method::GET {

@@ -6,6 +6,8 @@
 mod cache;
 mod clients;
 mod credentials;
+mod faults;
+mod invariant;
 mod replicas;
 mod security;
 mod serving;

@@ -23,7 +23,7 @@ fn openssl(args: &[&str]) {
 }
 
 /// An App key as GitHub issues it (PKCS#1 PEM) and its public key.
-fn app_key(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
+pub(crate) fn app_key(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
     let key = dir.join("app.pem");
     let public = dir.join("app.pub");
     let (key_s, public_s) = (key.display().to_string(), public.display().to_string());
@@ -37,7 +37,7 @@ fn app_key(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
     (key, std::fs::read(&public).expect("public key"))
 }
 
-async fn wait_ready(proxy: &RunningProxy) -> bool {
+pub(crate) async fn wait_ready(proxy: &RunningProxy) -> bool {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if send(proxy.addr, &Request::get("/readyz")).await.status == 200 {
@@ -49,7 +49,7 @@ async fn wait_ready(proxy: &RunningProxy) -> bool {
 }
 
 /// A proxy in App mode in front of `upstream_url`.
-async fn app_proxy(
+pub(crate) async fn app_proxy(
     upstream_url: &str,
     key_file: std::path::PathBuf,
     app_id: u64,

@@ -696,6 +696,50 @@ fn parse_reply(raw: &[u8], head: bool, eof: bool) -> Option<Reply> {
     })
 }
 
+/// Takes the first complete response off the front of `buf` (leaving any
+/// pipelined responses behind it), or `None` while it is incomplete.
+pub fn take_reply(buf: &mut Vec<u8>, head: bool) -> Option<Reply> {
+    let parsed = parse_head(buf)?;
+    let rest = &buf[parsed.len..];
+    let no_body = head || parsed.status == 204 || parsed.status == 304 || parsed.status < 200;
+    let consumed = if no_body {
+        parsed.len
+    } else if header_value(&parsed.headers, "transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"))
+    {
+        parsed.len + chunked_len(rest)?
+    } else {
+        let length = header_value(&parsed.headers, "content-length")?;
+        let length: usize = std::str::from_utf8(length).ok()?.parse().ok()?;
+        if rest.len() < length {
+            return None;
+        }
+        parsed.len + length
+    };
+    let raw: Vec<u8> = buf.drain(..consumed).collect();
+    parse_reply(&raw, head, true)
+}
+
+/// The length of a complete chunked body at the start of `rest`, framing
+/// and (empty) trailer included, or `None` if incomplete.
+fn chunked_len(rest: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let line_end = at + rest[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[at..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        at = line_end + 2;
+        if size == 0 {
+            let end = at + rest[at..].windows(2).position(|w| w == b"\r\n")?;
+            return Some(end + 2);
+        }
+        if rest.len() < at + size + 2 {
+            return None;
+        }
+        at += size + 2;
+    }
+}
+
 /// The decoded body of a complete chunked message, or `None` if incomplete.
 fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
     let mut body = Vec::new();
