@@ -88,6 +88,9 @@ pub struct Current {
     /// Unique to this token: a cached response fetched with another one is
     /// revalidated before it is served.
     pub generation: u64,
+    /// When GitHub stops accepting it (App tokens): past it, the token is
+    /// not sent (503 until a new one arrives), never a known-dead one.
+    expires: Option<Instant>,
 }
 
 /// Every token the process holds gets the next number.
@@ -100,7 +103,17 @@ impl Current {
             finder: memmem::Finder::new(token.token_bytes()).into_owned(),
             scope,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            expires: None,
         }
+    }
+
+    fn expiring(mut self, at: Instant) -> Self {
+        self.expires = Some(at);
+        self
+    }
+
+    fn live(&self) -> bool {
+        self.expires.is_none_or(|at| Instant::now() < at)
     }
 }
 
@@ -192,12 +205,15 @@ impl Credentials {
 
     /// The token to send now, if one is held.
     pub fn current(&self) -> Option<Arc<Current>> {
-        self.current.load_full()
+        self.current.load_full().filter(|token| token.live())
     }
 
     /// Whether a usable token is held.
     pub fn ready(&self) -> bool {
-        self.current.load().is_some()
+        self.current
+            .load()
+            .as_ref()
+            .is_some_and(|token| token.live())
     }
 
     /// GitHub answered 401 to a request made with `token`.
@@ -411,8 +427,9 @@ impl Credentials {
             let wait = match self.exchange(&app, &client, &upstream, None).await {
                 Ok((token, lifetime)) => {
                     failures = 0;
+                    let expires = Instant::now() + lifetime;
                     self.current
-                        .store(Some(Arc::new(Current::new(&token, None))));
+                        .store(Some(Arc::new(Current::new(&token, None).expiring(expires))));
                     tracing::info!(
                         lifetime_s = lifetime.as_secs(),
                         "GitHub App installation token refreshed"

@@ -3,7 +3,7 @@
 //! `check-config`.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use signet_core::{public_key_hex, ErrorCode};
 
@@ -107,17 +107,7 @@ allow = ["GET /repos/acme/**", "POST /repos/acme/*/issues"]"#,
     );
 }
 
-/// Polls until `check` holds (bounded): reloads happen in the background.
-async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
-}
+use crate::support::eventually;
 
 #[tokio::test]
 async fn the_keys_file_is_reloaded_when_it_changes_and_a_broken_one_keeps_the_last_good_one() {

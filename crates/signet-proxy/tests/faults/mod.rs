@@ -152,17 +152,7 @@ fn live_claims() -> Claims<'static> {
     }
 }
 
-/// Polls until `check` holds (bounded); whether it did.
-async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
+use crate::support::eventually;
 
 // ---------------------------------------------------------------------------
 // The upstream breaks
@@ -586,6 +576,46 @@ async fn a_token_endpoint_failing_or_stalled_during_a_rotation_leaves_the_old_to
         .filter(|r| r.target == "/user")
         .count() as u64;
     assert_eq!(recorded, served.load(Ordering::Relaxed));
+}
+
+#[tokio::test]
+async fn an_installation_token_past_its_expiry_is_never_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key_file, public) = crate::credentials::app_key(dir.path());
+    // 2 s tokens, and the endpoint fails every refresh after the first grant.
+    let upstream = StandIn::start_app(&public, 32, 42, Duration::from_secs(2))
+        .await
+        .expect("stand-in");
+    let (proxy, signer) = crate::credentials::app_proxy(&upstream.url(), key_file, 32, 42).await;
+    assert!(crate::credentials::wait_ready(&proxy).await);
+    upstream.set_token_endpoint(TokenEndpoint::Fail);
+    let signed = || Request::get("/user").proof(signer.sign("GET", "/user", b""));
+    assert_eq!(send(proxy.addr, &signed()).await.status, 200);
+
+    // Past the expiry: 503 and not ready, instead of GitHub's 401 for a dead token.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let forwarded = upstream.requests().len();
+    crate::support::assert_refused(
+        &send(proxy.addr, &signed()).await,
+        signet_core::ErrorCode::UpstreamCredentialsUnavailable,
+    );
+    assert_eq!(send(proxy.addr, &Request::get("/readyz")).await.status, 503);
+    assert_eq!(
+        upstream
+            .requests()
+            .iter()
+            .filter(|r| r.target == "/user")
+            .count(),
+        1,
+        "nothing went out with the expired token ({forwarded} requests seen)"
+    );
+
+    // The endpoint recovers: serving resumes by itself.
+    upstream.set_token_endpoint(TokenEndpoint::Answer);
+    assert!(
+        eventually(async || send(proxy.addr, &signed()).await.status == 200).await,
+        "a new token, and requests flow again"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -140,6 +140,19 @@ impl Signer {
 // Servers
 // ---------------------------------------------------------------------------
 
+/// Polls until `check` holds (bounded, 20 s): for what happens in the
+/// background (reloads, rotations, Redis sync); whether it did.
+pub async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// A configuration for a proxy in front of `upstream_url`, trusting
 /// `signer`, listening on `127.0.0.1:0`, with its clock fixed at [`NOW`].
 pub fn config(upstream_url: &str, signer: &Signer) -> Config {
