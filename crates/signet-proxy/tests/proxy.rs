@@ -6,6 +6,7 @@
 mod cache;
 mod clients;
 mod credentials;
+mod fuzz_corpus;
 mod replicas;
 mod security;
 mod support;
