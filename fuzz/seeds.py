@@ -83,6 +83,16 @@ write(
     ],
 )
 
+# The 0xff mode of `verify`: the vectors' own proofs, as sent.
+write(
+    "verify",
+    [
+        b"\xff" + struct.pack("<H", c["verify_at"] - 1_700_000_000) + c["header"].encode() + b"\n"
+        + c["method"].encode() + b"\n" + c["target"].encode() + b"\n" + bytes.fromhex(c["body_hex"])
+        for c in positive
+    ],
+)
+
 write(
     "links",
     [

@@ -147,7 +147,16 @@ const BASE_NOW: u64 = 1_700_000_000;
 ///   method, target and body are unchanged and `now` is still inside the
 ///   limits: no signed byte can change unnoticed, including when the
 ///   binding is already in the verifier's cache.
+///
+/// Input starting with `0xff` is instead taken as it comes: two bytes of
+/// `now`, then header, method, target and body separated by newlines,
+/// verified against the spec vectors' master key. Whatever it holds,
+/// verification never panics and gives the same verdict with a warm
+/// binding cache as without one.
 pub fn verify(data: &[u8]) {
+    if let Some((0xff, rest)) = data.split_first() {
+        return verify_arbitrary(rest);
+    }
     let mut input = Cursor::new(data);
     let [master_seed, ephemeral_seed] = input.array();
     let now = BASE_NOW + u64::from(u16::from_le_bytes(input.array()));
@@ -237,7 +246,14 @@ pub fn verify(data: &[u8]) {
         body_digest: BodyDigest::of(&body),
     };
     // The same verifier: its binding cache already holds the valid binding.
-    if run_verification(&verifier, &header, &mutated_request, mutated_now).is_ok() {
+    let verdict = run_verification(&verifier, &header, &mutated_request, mutated_now);
+    let uncached = Verifier::new([master.verifying_key()], limits).with_binding_cache_capacity(0);
+    assert_eq!(
+        verdict,
+        run_verification(&uncached, &header, &mutated_request, mutated_now),
+        "the binding cache changed the verdict"
+    );
+    if verdict.is_ok() {
         assert_eq!(
             ProofHeader::parse(&header).as_ref(),
             Ok(&proof),
@@ -256,6 +272,40 @@ pub fn verify(data: &[u8]) {
             "accepted outside the time limits"
         );
     }
+}
+
+/// The master key of the spec vectors (RFC 8032 §7.1 test 1).
+const VECTOR_MASTER_SEED: [u8; 32] = [
+    0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
+    0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60,
+];
+
+/// The `0xff` mode of [`verify`]: arbitrary header, method, target, body.
+fn verify_arbitrary(data: &[u8]) {
+    let mut input = Cursor::new(data);
+    let now = BASE_NOW + u64::from(u16::from_le_bytes(input.array()));
+    let mut parts = input.rest().splitn(4, |&c| c == b'\n');
+    let mut next = || parts.next().unwrap_or_default();
+    let (header, method, target, body) = (next(), next(), next(), next());
+    let method = String::from_utf8_lossy(method);
+    let target = String::from_utf8_lossy(target);
+    let request = RequestParts {
+        method: &method,
+        target: &target,
+        body_digest: BodyDigest::of(body),
+    };
+    let master = SigningKey::from_bytes(&VECTOR_MASTER_SEED).verifying_key();
+    let limits = Limits::default();
+    let verifier = Verifier::new([master], limits);
+    let cold = run_verification(&verifier, header, &request, now);
+    let warm = run_verification(&verifier, header, &request, now);
+    let uncached = Verifier::new([master], limits).with_binding_cache_capacity(0);
+    assert_eq!(cold, warm, "a second verification changed the verdict");
+    assert_eq!(
+        cold,
+        run_verification(&uncached, header, &request, now),
+        "the binding cache changed the verdict"
+    );
 }
 
 /// Parse, check, verify: `Err(None)` for a header that does not parse.
