@@ -154,3 +154,24 @@ write(
         b"\x10/api/v30/x?\n",
     ],
 )
+
+write(
+    "request_target",
+    [
+        bytes([len(m)]) + m.encode() + t.encode()
+        for m, t in [
+            ("GET", "/repos/o/r?page=2"),
+            ("get", "/repos/o/r/../../x"),
+            ("TRACE", "/a/%2e%2E/b"),
+            ("CONNECT", "api.github.com:443"),
+            ("OPTIONS", "*"),
+            ("POST", "http://evil.example/x"),
+            ("PATCH", "//evil.example/x"),
+            ("DELETE", "/a/.../b/.x/x./%2e"),
+            ("PUT", "/x?/../.."),
+            ("HEAD", "/a/./b"),
+            ("GET", "/%2E"),
+            ("GET", "/a%2fb/%2e%2fc"),
+        ]
+    ],
+)

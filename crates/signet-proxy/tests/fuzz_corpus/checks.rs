@@ -1,12 +1,14 @@
-//! The property the `keys_file` fuzz target asserts. The fuzz crate
-//! includes this file (`#[path]`), and `fuzz_corpus/mod.rs` replays the
-//! committed corpus through the same function, so `cargo test` on stable
-//! checks every corpus input.
+//! The properties the `keys_file` and `request_target` fuzz targets
+//! assert. The fuzz crate includes this file (`#[path]`), and
+//! `fuzz_corpus/mod.rs` replays the committed corpus through the same
+//! functions, so `cargo test` on stable checks every corpus input.
 
 use std::path::Path;
 
+use http::{Method, Uri};
 use signet_core::parse_public_key_hex;
 use signet_proxy::clients::KeySet;
+use signet_proxy::target::{allowed_method, origin_form};
 
 /// What a `[[client]]` may hold; anything else must be refused.
 const CLIENT_FIELDS: [&str; 6] = ["name", "key", "purposes", "allow", "rate", "github"];
@@ -152,4 +154,48 @@ pub fn keys_file(data: &[u8]) {
             (scope, written) => panic!("github of {name:?}: {scope:?} from {written:?}"),
         }
     }
+}
+
+/// Target `request_target`: byte 0 is the length of a method, then the
+/// method, then a request-target as it would arrive on the request line.
+///
+/// The first checks of the pipeline never panic and decide exactly as the
+/// spec says, checked against a plain re-statement: a target passes iff it
+/// is origin-form (no scheme, no authority, starts with `/`) and no
+/// `/`-separated segment of its path is `.` or `..` once `%2e`/`%2E` read
+/// as `.`; what passes is the target byte for byte (never normalised). A
+/// method passes iff it is one of the seven of the GitHub API, case and all.
+pub fn request_target(data: &[u8]) {
+    let Some((&len, rest)) = data.split_first() else {
+        return;
+    };
+    let (method, target) = rest.split_at(usize::from(len).min(rest.len()));
+    if let Ok(method) = Method::from_bytes(method) {
+        assert_eq!(
+            allowed_method(&method).is_ok(),
+            METHODS.contains(&method.as_str()),
+            "method {method:?}"
+        );
+    }
+    let Ok(uri) = Uri::try_from(target) else {
+        return;
+    };
+    let expected = match uri.path_and_query() {
+        Some(pq)
+            if uri.scheme().is_none()
+                && uri.authority().is_none()
+                && pq.as_str().starts_with('/')
+                && !pq.path().split('/').any(is_dot_segment) =>
+        {
+            Some(pq.as_str())
+        }
+        _ => None,
+    };
+    assert_eq!(origin_form(&uri).ok(), expected, "target {uri:?}");
+}
+
+/// `.` or `..`, with any dot written as `%2e` or `%2E`.
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+    decoded == "." || decoded == ".."
 }

@@ -1,5 +1,6 @@
-//! The `keys_file` fuzz target's kept inputs, replayed through the same
-//! property check the target runs (see `fuzz/README.md`).
+//! The `keys_file` and `request_target` fuzz targets' kept inputs,
+//! replayed through the same property checks the targets run (see
+//! `fuzz/README.md`).
 
 // Shared with the fuzz crate, which includes `checks.rs` by path.
 pub mod checks;
@@ -9,4 +10,9 @@ mod replay;
 #[test]
 fn keys_file_corpus_keeps_its_properties() {
     replay::replay("keys_file", checks::keys_file);
+}
+
+#[test]
+fn request_target_corpus_keeps_its_properties() {
+    replay::replay("request_target", checks::request_target);
 }
