@@ -23,6 +23,7 @@ use signet_core::{
 use tempfile::TempDir;
 
 mod agent;
+mod fuzz_corpus;
 
 // ---------------------------------------------------------------- helpers
 

@@ -6,6 +6,8 @@
 //! be refused as `INVALID_PROOF`, and every edge header must parse and verify.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fuzz_corpus;
+
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 

@@ -7,6 +7,7 @@ mod cache;
 mod clients;
 mod credentials;
 mod faults;
+mod fuzz_corpus;
 mod invariant;
 mod replicas;
 mod security;

@@ -23,6 +23,7 @@ use http::uri::Authority;
 use http::Method;
 
 use super::error::AgentError;
+use crate::SignError;
 
 /// The host `gh` uses for `GH_HOST=github.localhost`, in absolute form
 /// through `HTTP_PROXY`.
@@ -60,6 +61,15 @@ pub fn route(
         Some(at) => path_and_query.split_at(at),
         None => (path_and_query, ""),
     };
+    // An absolute-form URL with an empty path means `/` (RFC 9112 §3.2.2).
+    let path = if path.is_empty() { "/" } else { path };
+    // Asterisk-form (`OPTIONS *`) names no resource: glued to the base path
+    // it would leave it (`/gh*`), so only origin-form paths are signed.
+    if !path.starts_with('/') {
+        return Err(AgentError::Unsignable(SignError::InvalidTarget(
+            path_and_query.to_owned(),
+        )));
+    }
     let (prefix, path) = if path == "/api/graphql" {
         (ENTERPRISE_PREFIX, "/graphql")
     } else {
@@ -232,6 +242,25 @@ mod tests {
             route_of("CONNECT", "api.github.com:443", None),
             Err(AgentError::Connect(_))
         ));
+    }
+
+    #[test]
+    fn asterisk_form_is_refused_rather_than_glued_to_the_proxy_base_path() {
+        for proxy_path in ["", "/gh"] {
+            let routed = route(&parts("OPTIONS", "*", None), local(), false, proxy_path);
+            assert!(
+                matches!(routed, Err(AgentError::Unsignable(_))),
+                "{proxy_path:?}: {routed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_absolute_form_url_without_a_path_targets_the_root() {
+        assert_eq!(
+            route_of("GET", "http://api.github.localhost?x=1", None).ok(),
+            Some(ok("/?x=1", "http://api.github.localhost"))
+        );
     }
 
     #[test]

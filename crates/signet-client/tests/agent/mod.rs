@@ -261,9 +261,16 @@ impl Stack {
     /// with the client's dummy token or a proof.
     fn forwarded(&self) -> Vec<Recorded> {
         let seen = self.upstream.requests();
-        let agent_log = self.agent.output();
-        let forwarded = agent_log.lines().filter(|l| l.contains(" -> 2")).count();
-        assert_eq!(seen.len(), forwarded, "agent log:\n{agent_log}");
+        // The agent's log reaches us through a pipe and a reader thread, so
+        // its last lines may lag the responses a little.
+        let count = |log: &str| log.lines().filter(|l| l.contains(" -> 2")).count();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut agent_log = self.agent.output();
+        while count(&agent_log) < seen.len() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            agent_log = self.agent.output();
+        }
+        assert_eq!(seen.len(), count(&agent_log), "agent log:\n{agent_log}");
         for request in &seen {
             assert_eq!(
                 request.headers["authorization"],

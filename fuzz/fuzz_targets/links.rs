@@ -1,0 +1,8 @@
+//! Fuzz target `links`: see `checks::links` for the properties.
+#![no_main]
+
+#[path = "../../crates/signet-http/tests/fuzz_corpus/checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::links(data));
