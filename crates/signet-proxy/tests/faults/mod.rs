@@ -177,13 +177,8 @@ async fn faulty_upstream(fault: UpstreamFault) -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if crate::support::read_head(&mut stream).await.is_none() {
+                    return;
                 }
                 match fault {
                     UpstreamFault::ResetMidBody => {

@@ -288,6 +288,20 @@ pub async fn stalling_upstream(response: &'static [u8]) -> SocketAddr {
     scripted_upstream(response, Duration::from_secs(60)).await
 }
 
+/// Reads a request head (through its blank line) from `stream`; `None` if
+/// the peer left first.
+pub async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
 async fn scripted_upstream(response: &'static [u8], hold: Duration) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
@@ -296,13 +310,8 @@ async fn scripted_upstream(response: &'static [u8], hold: Duration) -> SocketAdd
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if crate::support::read_head(&mut stream).await.is_none() {
+                    return;
                 }
                 let _ = stream.write_all(response).await;
                 if !hold.is_zero() {
