@@ -56,8 +56,18 @@ impl BindingMessage {
 pub struct BodyDigest(pub [u8; 32]);
 
 impl BodyDigest {
+    /// SHA-256 of no bytes: the digest of every GET.
+    pub const EMPTY: BodyDigest = BodyDigest([
+        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9,
+        0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52,
+        0xb8, 0x55,
+    ]);
+
     /// Hashes the body bytes (after transfer decoding, before content coding).
     pub fn of(body: &[u8]) -> Self {
+        if body.is_empty() {
+            return BodyDigest::EMPTY;
+        }
         BodyDigest(Sha256::digest(body).into())
     }
 
@@ -164,5 +174,23 @@ impl Binding {
             n: nonce,
             s: ephemeral.sign(&canonical).to_bytes(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_empty_digest_is_sha256_of_nothing() {
+        assert_eq!(BodyDigest::EMPTY.0, <[u8; 32]>::from(Sha256::digest(b"")));
+        assert_eq!(
+            BodyDigest::EMPTY.to_base64url(),
+            "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
+        assert_eq!(
+            BodyDigest::of(b"x").0,
+            <[u8; 32]>::from(Sha256::digest(b"x"))
+        );
     }
 }

@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 use crate::error::VerifyError;
 use crate::header::{ProofHeader, Purpose};
@@ -151,10 +150,13 @@ impl CheckedProof<'_> {
     pub fn verify(self, request: &RequestParts<'_>) -> Result<VerifiedProof, VerifyError> {
         let proof = self.proof;
         let message = BindingMessage::new(&proof.ek, proof.exp, &proof.pur);
-        let cache_key = BindingCache::key(proof, &message);
+        let cache_key = BindingKey {
+            mk: proof.mk,
+            b: proof.b,
+        };
         // A cached binding comes with its ephemeral key already decompressed:
         // that is a field square root per request saved.
-        let ephemeral = match self.verifier.bindings.get(&cache_key, self.now) {
+        let ephemeral = match self.verifier.bindings.get(&cache_key, &message, self.now) {
             Some(ephemeral) => ephemeral,
             None => {
                 self.master
@@ -164,7 +166,7 @@ impl CheckedProof<'_> {
                     .map_err(|_| VerifyError::InvalidRequestSignature)?;
                 self.verifier
                     .bindings
-                    .insert(cache_key, proof.exp, ephemeral, self.now);
+                    .insert(cache_key, message, proof.exp, ephemeral, self.now);
                 ephemeral
             }
         };
@@ -330,21 +332,32 @@ impl VerifiedProof {
 
 const SHARDS: usize = 16;
 
-/// Verified bindings, keyed by a hash of all of `mk, ek, exp, pur, b`, kept
-/// until `exp`, each with its ephemeral key parsed. Bounded: when a shard is
-/// full, expired entries are dropped; if it is still full the new binding is
-/// simply not cached.
+/// Verified bindings, found by `(mk, b)` and matched on the whole binding
+/// message (`ek, exp, pur`), kept until `exp`, each with its ephemeral key
+/// parsed. A hit is exactly "this `mk` signed this message with this `b`
+/// before": no digest stands in for the bytes, so there is no collision to
+/// worry about, and hashing the key (SipHash, keyed per process) costs far
+/// less than the SHA-256 it replaces. Bounded: when a shard is full, expired
+/// entries are dropped; if it is still full the new binding is simply not
+/// cached.
 struct BindingCache {
-    shards: Vec<Mutex<HashMap<[u8; 32], Entry>>>,
+    shards: Vec<Shard>,
     per_shard: usize,
 }
 
+#[derive(PartialEq, Eq, Hash)]
+struct BindingKey {
+    mk: [u8; 32],
+    b: [u8; 64],
+}
+
 struct Entry {
+    message: BindingMessage,
     exp: u64,
     ephemeral: VerifyingKey,
 }
 
-type Shard = Mutex<HashMap<[u8; 32], Entry>>;
+type Shard = Mutex<HashMap<BindingKey, Entry>>;
 
 impl BindingCache {
     fn new(capacity: usize) -> Self {
@@ -354,30 +367,29 @@ impl BindingCache {
         }
     }
 
-    /// `mk` and `b` have fixed lengths and the binding message is
-    /// length-prefixed, so the hash input is unambiguous.
-    fn key(proof: &ProofHeader, message: &BindingMessage) -> [u8; 32] {
-        let mut hasher = Sha256::new();
-        hasher.update(proof.mk);
-        hasher.update(proof.b);
-        hasher.update(message.as_bytes());
-        hasher.finalize().into()
+    /// Only verified bindings are ever inserted, so a caller choosing `b`
+    /// to crowd one shard needs a master key.
+    fn shard(&self, key: &BindingKey) -> Option<&Shard> {
+        self.shards.get(usize::from(key.b[0]) % SHARDS)
     }
 
-    fn shard(&self, key: &[u8; 32]) -> Option<&Shard> {
-        self.shards.get(usize::from(key[0]) % SHARDS)
-    }
-
-    /// The binding's parsed ephemeral key, if it verified before and has
-    /// not expired.
-    fn get(&self, key: &[u8; 32], now: u64) -> Option<VerifyingKey> {
+    /// The binding's parsed ephemeral key, if this exact binding verified
+    /// before and has not expired.
+    fn get(&self, key: &BindingKey, message: &BindingMessage, now: u64) -> Option<VerifyingKey> {
         let map = self.shard(key)?.lock().ok()?;
         map.get(key)
-            .filter(|entry| now <= entry.exp)
+            .filter(|entry| now <= entry.exp && entry.message.as_bytes() == message.as_bytes())
             .map(|entry| entry.ephemeral)
     }
 
-    fn insert(&self, key: [u8; 32], exp: u64, ephemeral: VerifyingKey, now: u64) {
+    fn insert(
+        &self,
+        key: BindingKey,
+        message: BindingMessage,
+        exp: u64,
+        ephemeral: VerifyingKey,
+        now: u64,
+    ) {
         if self.per_shard == 0 {
             return;
         }
@@ -388,7 +400,14 @@ impl BindingCache {
             map.retain(|_, entry| now <= entry.exp);
         }
         if map.len() < self.per_shard {
-            map.insert(key, Entry { exp, ephemeral });
+            map.insert(
+                key,
+                Entry {
+                    message,
+                    exp,
+                    ephemeral,
+                },
+            );
         }
     }
 }
@@ -473,6 +492,32 @@ mod tests {
             v.check(&p, 1000).and_then(|c| c.verify(&request)),
             Err(VerifyError::InvalidBindingSignature)
         );
+    }
+
+    #[test]
+    fn a_cached_binding_does_not_cover_another_ephemeral_key_or_expiry() {
+        let request = RequestParts {
+            method: "GET",
+            target: "/user",
+            body_digest: BodyDigest::of(b""),
+        };
+        let (v, p) = proof_at(1000, 1500);
+        assert!(v.check(&p, 1000).and_then(|c| c.verify(&request)).is_ok());
+        // Same `mk` and `b`, so the same cache slot: the message must match.
+        let mut later = p.clone();
+        later.exp = 1400;
+        assert_eq!(
+            v.check(&later, 1000).and_then(|c| c.verify(&request)),
+            Err(VerifyError::InvalidBindingSignature)
+        );
+        let mut other = p.clone();
+        other.ek = SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
+        assert_eq!(
+            v.check(&other, 1000).and_then(|c| c.verify(&request)),
+            Err(VerifyError::InvalidBindingSignature)
+        );
+        // And the original is still a hit.
+        assert!(v.check(&p, 1000).and_then(|c| c.verify(&request)).is_ok());
     }
 
     fn verified_at(ts: u64) -> VerifiedProof {

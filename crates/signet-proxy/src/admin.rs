@@ -170,7 +170,7 @@ impl Admin {
                 serde_json::json!({
                     "name": client.name,
                     "key": signet_core::public_key_hex(&client.key),
-                    "key_id": signet_core::key_id(client.key.as_bytes()),
+                    "key_id": client.key_id,
                     "purposes": client.purposes.as_ref().map(|p| p.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>()),
                     "allow": client.allow.as_ref().map(|rules| rules.iter().map(ToString::to_string).collect::<Vec<_>>()),
                     "rate": client.rate.map(|r| r.to_string()),

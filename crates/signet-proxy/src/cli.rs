@@ -78,6 +78,12 @@ pub struct Args {
     #[arg(global = true, long, env = "SIGNET_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// Most log records per second of refusals no verified key stands behind (malformed or
+    /// unknown proofs, bad signatures, stale times); the rest are counted and reported once a
+    /// second as "refusals not logged" (0 = log every one).
+    #[arg(global = true, long, env = "SIGNET_REFUSAL_LOG_LIMIT", default_value_t = crate::logging::DEFAULT_REFUSAL_LOG_LIMIT)]
+    pub refusal_log_limit: u64,
+
     /// Health check endpoint (GET or HEAD, no proof needed).
     #[arg(global = true, long, default_value = "/healthz")]
     pub health_path: String,

@@ -38,6 +38,9 @@ pub struct Client {
     pub name: String,
     /// The master public key.
     pub key: VerifyingKey,
+    /// Its [`key_id`], as logs and the admin API name it (computed once: a
+    /// SHA-256 per request saved).
+    pub key_id: String,
     /// Binding purposes this client may use (`None`: any).
     pub purposes: Option<Vec<Purpose>>,
     /// Methods and paths this client may call (`None`: any).
@@ -84,9 +87,11 @@ impl KeySet {
     ) -> Result<Self, KeysFileError> {
         let mut by_key = HashMap::new();
         for key in master_keys {
+            let id = key_id(key.as_bytes());
             let client = Client {
-                name: format!("key:{}", key_id(key.as_bytes())),
+                name: format!("key:{id}"),
                 key: *key,
+                key_id: id,
                 purposes: None,
                 allow: None,
                 rate: None,
@@ -209,6 +214,7 @@ impl ClientEntry {
             .transpose()?;
         Ok(Client {
             name: self.name,
+            key_id: key_id(key.as_bytes()),
             key,
             purposes,
             allow,

@@ -51,6 +51,9 @@ pub struct Config {
     pub body_buffer_budget: u64,
     /// Most client connections served at once; more are refused.
     pub max_connections: usize,
+    /// Most records of unauthenticated refusals written per second (0: no
+    /// limit).
+    pub refusal_log_limit: u64,
     /// Longest wait for the upstream's response headers, and longest an
     /// upstream response body may make no progress.
     pub upstream_timeout: Duration,
@@ -233,6 +236,7 @@ impl Config {
             max_body_size: 1024 * 1024,
             body_buffer_budget: 32 * 1024 * 1024,
             max_connections: 1024,
+            refusal_log_limit: crate::logging::DEFAULT_REFUSAL_LOG_LIMIT,
             upstream_timeout: Duration::from_secs(30),
             upstream_concurrency: 100,
             cache_size: 64 * 1024 * 1024,
@@ -311,6 +315,7 @@ impl Config {
             return Err(flag_error("max-connections", "0", "must be at least 1"));
         }
         config.max_connections = args.max_connections;
+        config.refusal_log_limit = args.refusal_log_limit;
         if args.upstream_concurrency == 0 {
             return Err(flag_error(
                 "upstream-concurrency",

@@ -381,23 +381,29 @@ struct HeadScan {
 }
 
 impl HeadScan {
-    /// The index just past the head end in `bytes`, if it is there.
+    /// The index just past the head end in `bytes`, if it is there. Every
+    /// read of every connection passes through here, so it jumps from line
+    /// end to line end (`memchr`) and looks at single bytes only where a
+    /// line starts.
     fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
-        for (i, &byte) in bytes.iter().enumerate() {
-            match byte {
-                b'\n' if self.line_start => return Some(i + 1),
-                b'\n' => {
-                    self.line_start = true;
-                    self.cr = false;
+        let mut i = 0;
+        loop {
+            if self.line_start {
+                match *bytes.get(i)? {
+                    b'\n' => return Some(i + 1),
+                    b'\r' if !self.cr => self.cr = true,
+                    _ => {
+                        self.line_start = false;
+                        self.cr = false;
+                    }
                 }
-                b'\r' if self.line_start && !self.cr => self.cr = true,
-                _ => {
-                    self.line_start = false;
-                    self.cr = false;
-                }
+                i += 1;
+            } else {
+                i += memchr::memchr(b'\n', bytes.get(i..)?)? + 1;
+                self.line_start = true;
+                self.cr = false;
             }
         }
-        None
     }
 }
 
@@ -518,5 +524,35 @@ mod tests {
         assert_eq!(scan(&[b"GET / HTTP/1.1\nHost: x\n\n"]), Some((0, 24)));
         assert_eq!(scan(&[b"GET / HTTP/1.1\r\nHost: x\r\n"]), None);
         assert_eq!(scan(&[b"GET / HTTP/1.1\r\nA: \r\r\n"]), None);
+    }
+
+    /// The byte-at-a-time scanner `feed` replaced: the definition it must
+    /// agree with.
+    fn scan_bytewise(pieces: &[Vec<u8>]) -> Option<(usize, usize)> {
+        let (mut line_start, mut cr) = (false, false);
+        for (n, piece) in pieces.iter().enumerate() {
+            for (i, &byte) in piece.iter().enumerate() {
+                match byte {
+                    b'\n' if line_start => return Some((n, i + 1)),
+                    b'\n' => (line_start, cr) = (true, false),
+                    b'\r' if line_start && !cr => cr = true,
+                    _ => (line_start, cr) = (false, false),
+                }
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_head_scan_agrees_with_the_bytewise_definition(
+            pieces in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(b"\r\nab".to_vec()), 0..12),
+                0..8,
+            )
+        ) {
+            let slices: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+            proptest::prop_assert_eq!(scan(&slices), scan_bytewise(&pieces));
+        }
     }
 }

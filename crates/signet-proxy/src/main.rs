@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let _log_flush = logging::init(config.log_level);
+    let _log_flush = logging::init(config.log_level, config.refusal_log_limit);
     let outcome = runtime.block_on(signet_proxy::run_on(config, runtimes.workers()));
     // Let connection tasks that outlived the shutdown timeout go before the
     // log guard flushes on return.

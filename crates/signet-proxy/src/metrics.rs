@@ -67,6 +67,8 @@ pub struct Metrics {
     ratelimit_reset: Family<ResourceLabels, Gauge>,
     log_lines_dropped: Counter,
     log_lines_dropped_seen: AtomicU64,
+    refusals_unlogged: Counter,
+    refusals_unlogged_seen: AtomicU64,
     config_reloads: Family<ResultLabels, Counter>,
     last_reload_success: Gauge,
     cache_responses: Family<ResultLabels, Counter>,
@@ -107,6 +109,8 @@ impl Metrics {
             ratelimit_reset: Family::default(),
             log_lines_dropped: Counter::default(),
             log_lines_dropped_seen: AtomicU64::new(0),
+            refusals_unlogged: Counter::default(),
+            refusals_unlogged_seen: AtomicU64::new(0),
             config_reloads: Family::default(),
             last_reload_success: Gauge::default(),
             cache_responses: Family::default(),
@@ -159,6 +163,11 @@ impl Metrics {
             "log_lines_dropped",
             "Log lines dropped because stdout could not keep up",
             metrics.log_lines_dropped.clone(),
+        );
+        registry.register(
+            "log_refusals_unlogged",
+            "Records of unauthenticated refusals not written (over --refusal-log-limit)",
+            metrics.refusals_unlogged.clone(),
         );
         registry.register(
             "config_reloads",
@@ -326,6 +335,9 @@ impl Metrics {
         let dropped = crate::logging::dropped_lines();
         let seen = self.log_lines_dropped_seen.swap(dropped, Ordering::AcqRel);
         self.log_lines_dropped.inc_by(dropped.saturating_sub(seen));
+        let unlogged = crate::logging::unlogged_refusals();
+        let seen = self.refusals_unlogged_seen.swap(unlogged, Ordering::AcqRel);
+        self.refusals_unlogged.inc_by(unlogged.saturating_sub(seen));
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text.clear();

@@ -207,7 +207,7 @@ impl Proxy {
         }
         let checked = self.verifier.check_key(&client.key, &proof, now)?;
         // Only claimed: nothing has been verified yet.
-        log.claimed_key(&proof.mk);
+        log.claimed(&client);
 
         // Step 7: the body is read (bounded, and within the global budget,
         // since nothing is authenticated yet) before the signatures because
@@ -229,8 +229,7 @@ impl Proxy {
         });
         self.metrics.stage("verify", verifying.elapsed());
         let verified = verified?;
-        log.verified_key(verified.master_key());
-        log.client(&client);
+        log.verified(&client);
 
         // Step 10: policy only after the signatures, so unauthenticated
         // callers learn nothing about it.

@@ -194,6 +194,8 @@ impl Server {
             Arc::clone(&self.clients),
             Arc::clone(self.proxy.metrics()),
         )));
+        let _refusal_reports =
+            AbortOnDrop(tokio::spawn(crate::logging::report_unlogged_refusals()));
         let _quota = AbortOnDrop(tokio::spawn(
             Arc::clone(self.proxy.quota()).sync(self.proxy.clock().clone()),
         ));

@@ -695,6 +695,9 @@ async fn a_stdout_nobody_reads_drops_log_lines_but_never_stalls_requests() {
             TOKEN,
             "--github-api",
             &api,
+            // Every refusal writes its record: the log itself is under test.
+            "--refusal-log-limit",
+            "0",
         ],
         &[],
     )
@@ -749,6 +752,112 @@ async fn a_stdout_nobody_reads_drops_log_lines_but_never_stalls_requests() {
         .expect("a report of the dropped lines");
     let report: serde_json::Value = serde_json::from_str(&report).expect("JSON line");
     assert!(report["dropped"].as_u64().unwrap_or(0) > 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_junk_flood_writes_at_most_the_limit_per_second_and_counts_the_rest() {
+    let upstream = signet_proxy::standin::StandIn::start(Some(TOKEN))
+        .await
+        .expect("stand-in");
+    let signer = Signer::new();
+    let port = crate::free_port().to_string();
+    let key = hex::encode(signer.key().as_bytes());
+    let api = upstream.url();
+    let mut child = crate::binary(
+        &[
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--master-key",
+            &key,
+            "--github-token",
+            TOKEN,
+            "--github-api",
+            &api,
+            "--refusal-log-limit",
+            "20",
+        ],
+        &[],
+    )
+    .spawn()
+    .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let collected = std::sync::Arc::clone(&lines);
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(value) = serde_json::from_str(&line) else {
+                continue;
+            };
+            collected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(value);
+        }
+    });
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    crate::wait_until_healthy(addr, &mut child).await;
+    let _running = Running(child);
+
+    assert_eq!(flood(addr, 5_000).await, 5_000, "every request answered");
+    let now = crate::now();
+    let claims = crate::support::Claims {
+        exp: now + 300,
+        ts: now,
+        purpose: "test",
+    };
+    let proof = signer.sign_with(claims, "GET", "/user", b"");
+    let reply = send(addr, &Request::get("/user").proof(proof)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // Written plus reported is every refusal, once the reports are in.
+    let tally = || {
+        let lines = lines.lock().unwrap_or_else(|e| e.into_inner());
+        let written = lines
+            .iter()
+            .filter(|line| line["message"] == "authentication failed")
+            .count() as u64;
+        let reported: u64 = lines
+            .iter()
+            .filter(|line| line["message"] == "refusals not logged")
+            .map(|line| line["count"].as_u64().unwrap_or(0))
+            .sum();
+        let forwarded = lines
+            .iter()
+            .any(|line| line["message"] == "request forwarded" && line["key_id"].is_string());
+        (written, reported, forwarded)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tally().0 + tally().1 < 5_000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (written, reported, forwarded) = tally();
+    assert_eq!(
+        written + reported,
+        5_000,
+        "written {written}, reported {reported}"
+    );
+    assert!(
+        written >= 20,
+        "the first of the flood are written: {written}"
+    );
+    assert!(reported > 0, "most of it is only counted");
+    assert!(
+        forwarded,
+        "the verified request's record is written whatever the flood"
+    );
+    let report = lines
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|line| line["message"] == "refusals not logged")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(report["level"], "WARN", "{report}");
+    assert_eq!(report["limit_per_second"], 20, "{report}");
 }
 
 #[tokio::test]

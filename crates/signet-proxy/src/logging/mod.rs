@@ -14,6 +14,14 @@
 //! Nothing here ever sees the GitHub token: no request or response header is
 //! logged, ever.
 
+mod json;
+mod refusals;
+
+pub use refusals::DEFAULT_PER_SECOND as DEFAULT_REFUSAL_LOG_LIMIT;
+pub use refusals::{
+    report_unlogged as report_unlogged_refusals, unlogged_total as unlogged_refusals,
+};
+
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -27,10 +35,11 @@ use http::{Method, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use signet_core::ErrorCode;
 use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::{MakeWriter, SubscriberBuilder};
 
+use self::json::JsonLine;
 use crate::clients::Client;
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
@@ -67,12 +76,15 @@ const COALESCE: Duration = Duration::from_millis(2);
 static INSTALLED: OnceLock<Arc<AtomicU64>> = OnceLock::new();
 
 /// Installs the JSON subscriber at `level`, writing to stdout through a
-/// [`LogWriter`]. Keep the returned guard alive until exit: dropping it
-/// writes what is queued (waiting at most 2 s).
+/// [`LogWriter`], with at most `refusal_limit` records of unauthenticated
+/// refusals per second (0: no limit; see [`refusals`]). Keep the returned
+/// guard alive until exit: dropping it writes what is queued (waiting at
+/// most 2 s).
 ///
 /// Safe to call twice: the second call installs nothing and returns a guard
 /// that does nothing.
-pub fn init(level: tracing::Level) -> LogGuard {
+pub fn init(level: tracing::Level, refusal_limit: u64) -> LogGuard {
+    refusals::install(refusal_limit);
     let (writer, guard) = LogWriter::new(io::stdout());
     let counter = Arc::clone(&writer.shared.dropped);
     match subscriber(level, writer).try_init() {
@@ -93,18 +105,14 @@ pub fn dropped_lines() -> u64 {
         .map_or(0, |counter| counter.load(Ordering::Relaxed))
 }
 
-/// The JSON format every line shares, so the writer's own drop reports can
-/// match it field for field.
+/// The JSON format every line shares ([`JsonLine`]), so the writer's own
+/// drop reports can match it field for field.
 fn subscriber(
     level: tracing::Level,
     writer: LogWriter,
-) -> SubscriberBuilder<JsonFields, Format<Json>, LevelFilter, LogWriter> {
+) -> SubscriberBuilder<DefaultFields, JsonLine, LevelFilter, LogWriter> {
     tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false)
+        .event_format(JsonLine)
         .with_max_level(level)
         .with_writer(writer)
 }
@@ -405,8 +413,6 @@ pub struct RequestLog {
     method: Method,
     path: String,
     key: Key,
-    /// The verified client's name (keys file, or `key:<id>`).
-    client: Option<Arc<Client>>,
     /// Who connected (the load balancer, behind one).
     peer: SocketAddr,
     /// Counts the request in flight until the record is gone.
@@ -434,9 +440,10 @@ enum Key {
     Unknown,
     /// Named by the proof and trusted, but no signature checked yet: logged
     /// as `claimed_key_id`, because a forger can name any trusted key.
-    Claimed(String),
-    /// Both signatures verified: logged as `key_id`.
-    Verified(String),
+    Claimed(Arc<Client>),
+    /// Both signatures verified: logged as `key_id`, with the `client`'s
+    /// name.
+    Verified(Arc<Client>),
 }
 
 #[derive(Debug)]
@@ -468,24 +475,23 @@ impl RequestLog {
             github_request_id: None,
             cache: None,
             key: Key::Unknown,
-            client: None,
             outcome: Outcome::Forwarded,
         }
     }
 
-    /// The master key the proof names, once it is found trusted (spec §5
-    /// steps 3–6), before any signature is checked. Logged as
-    /// `claimed_key_id`; a key already verified stays verified.
-    pub fn claimed_key(&mut self, mk: &[u8; 32]) {
+    /// The trusted client whose master key the proof names (spec §5 steps
+    /// 3–6), before any signature is checked. Logged as `claimed_key_id`; a
+    /// client already verified stays verified.
+    pub fn claimed(&mut self, client: &Arc<Client>) {
         if !matches!(self.key, Key::Verified(_)) {
-            self.key = Key::Claimed(signet_core::key_id(mk));
+            self.key = Key::Claimed(Arc::clone(client));
         }
     }
 
-    /// The master key that signed, once both signatures have verified (spec
-    /// §5 steps 8–9). Logged as `key_id`.
-    pub fn verified_key(&mut self, mk: &[u8; 32]) {
-        self.key = Key::Verified(signet_core::key_id(mk));
+    /// The client whose master key signed, once both signatures have
+    /// verified (spec §5 steps 8–9). Logged as `key_id` and `client`.
+    pub fn verified(&mut self, client: &Arc<Client>) {
+        self.key = Key::Verified(Arc::clone(client));
     }
 
     /// GitHub's id of the request (`X-GitHub-Request-Id`): upstream-controlled,
@@ -507,11 +513,6 @@ impl RequestLog {
         .into_iter()
         .map(crate::cache::Outcome::as_str)
         .find(|name| name.as_bytes() == value.as_bytes());
-    }
-
-    /// The verified client, named in the record as `client`.
-    pub fn client(&mut self, client: &Arc<Client>) {
-        self.client = Some(Arc::clone(client));
     }
 
     /// The request was a health check (logged at debug level: probes are
@@ -547,8 +548,8 @@ impl RequestLog {
     fn write(&self, status: StatusCode, head_latency: Duration, body: Option<BodyEnd>) {
         let (key_id, claimed_key_id) = match &self.key {
             Key::Unknown => (None, None),
-            Key::Claimed(id) => (None, Some(id.as_str())),
-            Key::Verified(id) => (Some(id.as_str()), None),
+            Key::Claimed(client) => (None, Some(client.key_id.as_str())),
+            Key::Verified(client) => (Some(client.key_id.as_str()), None),
         };
         let (code, detail) = match &self.outcome {
             Outcome::Refused(code, detail) => (
@@ -559,7 +560,10 @@ impl RequestLog {
         };
         let method = self.method.as_str();
         let path = self.path.as_str();
-        let client = self.client.as_deref().map(|c| c.name.as_str());
+        let client = match &self.key {
+            Key::Verified(client) => Some(client.name.as_str()),
+            Key::Unknown | Key::Claimed(_) => None,
+        };
         let refused = match &self.outcome {
             Outcome::Refused(code, _) => Some(*code),
             Outcome::Forwarded | Outcome::Health => None,
@@ -570,7 +574,8 @@ impl RequestLog {
         self.inflight
             .0
             .request_finished(client, &self.method, status, refused, total);
-        let peer = tracing::field::display(self.peer);
+        let mut peer_buf = [0; PEER_TEXT_BYTES];
+        let peer = peer_text(&self.peer, &mut peer_buf);
         let github_request_id = self.github_request_id.as_deref();
         let cache = self.cache;
         let status = status.as_u16();
@@ -604,6 +609,10 @@ impl RequestLog {
                 )
             };
         }
+        let unauthenticated = !matches!(self.key, Key::Verified(_));
+        if refused.is_some() && unauthenticated && !refusals::admit() {
+            return;
+        }
         match &self.outcome {
             Outcome::Health => record!(tracing::Level::DEBUG, "health check"),
             Outcome::Forwarded if completed == Some(false) => {
@@ -623,6 +632,41 @@ fn refusal_message(code: ErrorCode) -> &'static str {
         502 | 504 => "upstream failed",
         _ => "request refused",
     }
+}
+
+/// Room for the longest `SocketAddr` text,
+/// `[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535` (58 bytes).
+const PEER_TEXT_BYTES: usize = 64;
+
+/// `peer` exactly as its `Display` writes it. Every record has this field,
+/// and `Display` of an IPv4 address goes through the formatting machinery
+/// four times; this writes the digits directly.
+fn peer_text<'a>(peer: &SocketAddr, buf: &'a mut [u8; PEER_TEXT_BYTES]) -> &'a str {
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        let end = (len + bytes.len()).min(buf.len());
+        buf[len..end].copy_from_slice(&bytes[..end - len]);
+        len = end;
+    };
+    match peer {
+        SocketAddr::V4(v4) => {
+            for (n, octet) in v4.ip().octets().iter().enumerate() {
+                if n > 0 {
+                    put(b".");
+                }
+                put(itoa::Buffer::new().format(*octet).as_bytes());
+            }
+            put(b":");
+            put(itoa::Buffer::new().format(v4.port()).as_bytes());
+        }
+        SocketAddr::V6(_) => {
+            let mut cursor = io::Cursor::new(&mut buf[..]);
+            // 64 bytes always hold it; a failed write leaves a shorter text.
+            let _ = write!(cursor, "{peer}");
+            len = usize::try_from(cursor.position()).unwrap_or(0);
+        }
+    }
+    std::str::from_utf8(&buf[..len]).unwrap_or("")
 }
 
 fn millis(duration: Duration) -> f64 {
@@ -852,7 +896,19 @@ mod tests {
         )
     }
 
-    const MK: [u8; 32] = [7; 32];
+    /// A trusted client, as the keys file would make it.
+    fn trusted() -> Arc<Client> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        Arc::new(Client {
+            name: "ci-bot".to_owned(),
+            key_id: signet_core::key_id(key.as_bytes()),
+            key,
+            purposes: None,
+            allow: None,
+            rate: None,
+            github: None,
+        })
+    }
 
     #[test]
     fn writing_never_waits_for_a_blocked_sink() {
@@ -963,10 +1019,11 @@ mod tests {
 
     #[test]
     fn a_body_polled_to_its_end_logs_completed_with_its_bytes() {
+        let client = trusted();
         let lines = capture(|| {
             let mut request = log("/repos/o/r");
-            request.claimed_key(&MK);
-            request.verified_key(&MK);
+            request.claimed(&client);
+            request.verified(&client);
             let body = request.into_body(
                 StatusCode::OK,
                 Duration::from_millis(3),
@@ -984,7 +1041,7 @@ mod tests {
         assert_eq!(record["status"], 200);
         assert_eq!(record["method"], "GET");
         assert_eq!(record["path"], "/repos/o/r");
-        assert_eq!(record["key_id"], signet_core::key_id(&MK));
+        assert_eq!(record["key_id"], client.key_id);
         assert!(record.get("claimed_key_id").is_none());
         assert!(record["latency_ms"].as_f64().unwrap() >= 3.0);
         assert!(record["duration_ms"].as_f64().unwrap() >= 3.0);
@@ -993,9 +1050,10 @@ mod tests {
 
     #[test]
     fn a_body_dropped_midway_logs_cut_short_with_the_bytes_so_far() {
+        let client = trusted();
         let lines = capture(|| {
             let mut request = log("/repos/o/r/tarball");
-            request.verified_key(&MK);
+            request.verified(&client);
             let chunks = vec![
                 Ok(Frame::data(Bytes::from_static(b"abcd"))),
                 Ok(Frame::data(Bytes::from_static(b"efgh"))),
@@ -1044,9 +1102,10 @@ mod tests {
 
     #[test]
     fn a_refusal_is_attributed_to_the_claimed_key_only() {
+        let client = trusted();
         let lines = capture(|| {
             let mut request = log("/user");
-            request.claimed_key(&MK);
+            request.claimed(&client);
             request.refused(
                 &Refusal::new(ErrorCode::InvalidSignature).with_detail("request signature"),
             );
@@ -1063,7 +1122,7 @@ mod tests {
         assert_eq!(record["level"], "WARN");
         assert_eq!(record["code"], "INVALID_SIGNATURE");
         assert_eq!(record["detail"], "request signature");
-        assert_eq!(record["claimed_key_id"], signet_core::key_id(&MK));
+        assert_eq!(record["claimed_key_id"], client.key_id);
         assert!(record.get("key_id").is_none());
         assert_eq!(record["status"], 401);
         assert_eq!(record["completed"], true);
@@ -1071,10 +1130,11 @@ mod tests {
 
     #[test]
     fn a_purpose_mismatch_is_logged_as_forbidden_not_as_failed_authentication() {
+        let client = trusted();
         let lines = capture(|| {
             let mut request = log("/user");
-            request.claimed_key(&MK);
-            request.verified_key(&MK);
+            request.claimed(&client);
+            request.verified(&client);
             request.refused(&Refusal::new(ErrorCode::PurposeMismatch));
             drop(request.into_body(
                 StatusCode::FORBIDDEN,
@@ -1084,7 +1144,7 @@ mod tests {
         });
         assert_eq!(lines[0]["message"], "request forbidden");
         assert_eq!(lines[0]["code"], "PURPOSE_MISMATCH");
-        assert_eq!(lines[0]["key_id"], signet_core::key_id(&MK));
+        assert_eq!(lines[0]["key_id"], client.key_id);
         assert!(lines[0].get("claimed_key_id").is_none());
     }
 
@@ -1132,6 +1192,32 @@ mod tests {
         assert!(path.starts_with("/aaaa"));
         assert!(path.ends_with('…'));
         assert!(!path.contains("token"));
+    }
+
+    #[test]
+    fn the_peer_is_written_as_display_writes_it() {
+        for peer in [
+            "0.0.0.0:0",
+            "192.0.2.7:4242",
+            "255.255.255.255:65535",
+            "[::1]:8080",
+            "[2001:db8::ff00:42:8329]:443",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535",
+        ] {
+            let addr: SocketAddr = match peer.parse() {
+                Ok(addr) => addr,
+                // The scoped form does not parse; build it.
+                Err(_) => SocketAddr::V6(std::net::SocketAddrV6::new(
+                    std::net::Ipv6Addr::from([0xffff; 8]),
+                    65535,
+                    0,
+                    u32::MAX,
+                )),
+            };
+            let mut buf = [0; PEER_TEXT_BYTES];
+            assert_eq!(peer_text(&addr, &mut buf), addr.to_string());
+            assert_eq!(addr.to_string(), peer);
+        }
     }
 
     #[test]
