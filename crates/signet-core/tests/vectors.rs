@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fuzz_corpus;
+mod strict;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
