@@ -78,21 +78,39 @@ fn signature(r: [u8; 32], s: [u8; 32]) -> [u8; 64] {
     out
 }
 
+/// `A`, decoded, and the signature's `R` and `S` bytes.
+fn parts(ek: &[u8; 32], sig: &[u8; 64]) -> Option<(EdwardsPoint, [u8; 32], [u8; 32])> {
+    let mut r = [0; 32];
+    r.copy_from_slice(&sig[..32]);
+    let mut s = [0; 32];
+    s.copy_from_slice(&sig[32..]);
+    Some((CompressedEdwardsY(*ek).decompress()?, r, s))
+}
+
+/// `[S]B − [k]A − R` with `S` taken mod ℓ: the identity exactly when the
+/// cofactorless equation holds.
+fn residue(
+    a: EdwardsPoint,
+    r: &[u8; 32],
+    s: [u8; 32],
+    ek: &[u8; 32],
+    message: &[u8],
+) -> Option<EdwardsPoint> {
+    let k = challenge(r, ek, message);
+    let big_r = CompressedEdwardsY(*r).decompress()?;
+    Some(EdwardsPoint::mul_base(&Scalar::from_bytes_mod_order(s)) - a * k - big_r)
+}
+
 /// The spec's definition, from its words: `S < ℓ`; `A` and `R` decode and
 /// are not of small order; `[S]B − [k]A` encodes to exactly `R`'s bytes.
 fn oracle(ek: &[u8; 32], message: &[u8], sig: &[u8; 64]) -> bool {
-    let (r_bytes, s_bytes) = sig.split_at(32);
-    let (Ok(r_bytes), Ok(s_bytes)) = (<[u8; 32]>::try_from(r_bytes), <[u8; 32]>::try_from(s_bytes))
-    else {
+    let Some((a, r_bytes, s_bytes)) = parts(ek, sig) else {
         return false;
     };
     let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
         return false;
     };
-    let (Some(a), Some(r)) = (
-        CompressedEdwardsY(*ek).decompress(),
-        CompressedEdwardsY(r_bytes).decompress(),
-    ) else {
+    let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
         return false;
     };
     if a.is_small_order() || r.is_small_order() {
@@ -105,36 +123,17 @@ fn oracle(ek: &[u8; 32], message: &[u8], sig: &[u8; 64]) -> bool {
 /// Only the cofactorless equation `[S]B − [k]A = R`, none of the other
 /// checks: what lax verification accepts.
 fn oracle_equation_holds(ek: &[u8; 32], message: &[u8], sig: &[u8; 64]) -> bool {
-    let mut r_bytes = [0; 32];
-    r_bytes.copy_from_slice(&sig[..32]);
-    let mut s_bytes = [0; 32];
-    s_bytes.copy_from_slice(&sig[32..]);
-    let Some(a) = CompressedEdwardsY(*ek).decompress() else {
-        return false;
-    };
-    let s = Scalar::from_bytes_mod_order(s_bytes);
-    let k = challenge(&r_bytes, ek, message);
-    (EdwardsPoint::mul_base(&s) - a * k).compress().to_bytes() == r_bytes
+    parts(ek, sig)
+        .and_then(|(a, r, s)| residue(a, &r, s, ek, message))
+        .is_some_and(|residue| residue.is_identity())
 }
 
 /// What a cofactored verifier (and a batch that multiplies by 8) checks:
 /// `[8]([S]B − [k]A − R) = 0`.
 fn cofactored(ek: &[u8; 32], message: &[u8], sig: &[u8; 64]) -> bool {
-    let mut r_bytes = [0; 32];
-    r_bytes.copy_from_slice(&sig[..32]);
-    let mut s_bytes = [0; 32];
-    s_bytes.copy_from_slice(&sig[32..]);
-    let (Some(a), Some(r)) = (
-        CompressedEdwardsY(*ek).decompress(),
-        CompressedEdwardsY(r_bytes).decompress(),
-    ) else {
-        return false;
-    };
-    let s = Scalar::from_bytes_mod_order(s_bytes);
-    let k = challenge(&r_bytes, ek, message);
-    (EdwardsPoint::mul_base(&s) - a * k - r)
-        .mul_by_cofactor()
-        .is_identity()
+    parts(ek, sig)
+        .and_then(|(a, r, s)| residue(a, &r, s, ek, message))
+        .is_some_and(|residue| residue.mul_by_cofactor().is_identity())
 }
 
 /// The request signature `sig` by `ek`, with a valid binding from a trusted

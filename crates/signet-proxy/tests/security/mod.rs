@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::support::{
     self, assert_no_token, assert_refusal_headers, assert_refused, assert_refused_with, config,
-    raw_upstream, send, stalling_upstream, Env, Request, RunningProxy, Signer, NOW, TOKEN,
+    raw_upstream, send, stalling_upstream, Env, Reply, Request, RunningProxy, Signer, NOW, TOKEN,
 };
 
 /// Connects and writes `bytes`, leaving the connection open.
@@ -674,17 +674,26 @@ async fn flood(addr: SocketAddr, count: usize) -> usize {
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stdout_nobody_reads_drops_log_lines_but_never_stalls_requests() {
-    let upstream = signet_proxy::standin::StandIn::start(Some(TOKEN))
-        .await
-        .expect("stand-in");
-    let signer = Signer::new();
-    let port = crate::free_port().to_string();
-    let key = hex::encode(signer.key().as_bytes());
-    let api = upstream.url();
-    let mut child = crate::binary(
-        &[
+/// The proxy binary in front of a stand-in, with its stdout a pipe the test
+/// holds: what the proxy logs, and whether the log can stall it.
+struct LoggedProxy {
+    addr: SocketAddr,
+    signer: Signer,
+    stdout: Option<std::process::ChildStdout>,
+    _running: Running,
+    _upstream: signet_proxy::standin::StandIn,
+}
+
+impl LoggedProxy {
+    async fn start(extra: &[&str]) -> LoggedProxy {
+        let upstream = signet_proxy::standin::StandIn::start(Some(TOKEN))
+            .await
+            .expect("stand-in");
+        let signer = Signer::new();
+        let port = crate::free_port().to_string();
+        let key = hex::encode(signer.key().as_bytes());
+        let api = upstream.url();
+        let mut args = vec![
             "--listen",
             "127.0.0.1",
             "--port",
@@ -695,19 +704,62 @@ async fn a_stdout_nobody_reads_drops_log_lines_but_never_stalls_requests() {
             TOKEN,
             "--github-api",
             &api,
-            // Every refusal writes its record: the log itself is under test.
-            "--refusal-log-limit",
-            "0",
-        ],
-        &[],
-    )
-    .spawn()
-    .expect("spawn");
+        ];
+        args.extend_from_slice(extra);
+        let mut child = crate::binary(&args, &[]).spawn().expect("spawn");
+        let stdout = child.stdout.take();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        crate::wait_until_healthy(addr, &mut child).await;
+        LoggedProxy {
+            addr,
+            signer,
+            stdout,
+            _running: Running(child),
+            _upstream: upstream,
+        }
+    }
+
+    /// A signed `GET /user`, answered 200 by the stand-in.
+    async fn signed_get(&self) -> Reply {
+        let now = crate::now();
+        let claims = crate::support::Claims {
+            exp: now + 300,
+            ts: now,
+            purpose: "test",
+        };
+        let proof = self.signer.sign_with(claims, "GET", "/user", b"");
+        send(self.addr, &Request::get("/user").proof(proof)).await
+    }
+
+    /// Every line of stdout from now on, parsed, on a thread of its own.
+    fn collect_lines(&mut self) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+        let lines: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> =
+            std::sync::Arc::default();
+        let collected = std::sync::Arc::clone(&lines);
+        let stdout = self.stdout.take().expect("stdout not taken yet");
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let Ok(value) = serde_json::from_str(&line) else {
+                    continue;
+                };
+                collected
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(value);
+            }
+        });
+        lines
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_nobody_reads_drops_log_lines_but_never_stalls_requests() {
+    // Every refusal writes its record: the log itself is under test. Its
     // stdout is a pipe that nobody reads until the end of the test.
-    let stdout = child.stdout.take().expect("stdout");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    crate::wait_until_healthy(addr, &mut child).await;
-    let _running = Running(child);
+    let mut proxy = LoggedProxy::start(&["--refusal-log-limit", "0"]).await;
+    let addr = proxy.addr;
 
     // Far more refusals than the pipe and the log queue can hold.
     let floods: Vec<_> = (0..4).map(|_| tokio::spawn(flood(addr, 10_000))).collect();
@@ -725,92 +777,38 @@ async fn a_stdout_nobody_reads_drops_log_lines_but_never_stalls_requests() {
     .await
     .expect("health answers");
     assert_eq!(health.status, 200);
-    let now = crate::now();
-    let claims = crate::support::Claims {
-        exp: now + 300,
-        ts: now,
-        purpose: "test",
-    };
-    let proof = signer.sign_with(claims, "GET", "/user", b"");
-    let reply = send(addr, &Request::get("/user").proof(proof)).await;
+    let reply = proxy.signed_get().await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 
     // Once a reader attaches, the log drains and says what it dropped.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.contains("log lines dropped") {
-                let _ = tx.send(line);
-                break;
-            }
-        }
-    });
-    let report = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a report of the dropped lines");
-    let report: serde_json::Value = serde_json::from_str(&report).expect("JSON line");
+    let lines = proxy.collect_lines();
+    let report = || {
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|line| line["message"] == "log lines dropped")
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while report().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = report().expect("a report of the dropped lines");
     assert!(report["dropped"].as_u64().unwrap_or(0) > 0, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_junk_flood_writes_at_most_the_limit_per_second_and_counts_the_rest() {
-    let upstream = signet_proxy::standin::StandIn::start(Some(TOKEN))
-        .await
-        .expect("stand-in");
-    let signer = Signer::new();
-    let port = crate::free_port().to_string();
-    let key = hex::encode(signer.key().as_bytes());
-    let api = upstream.url();
-    let mut child = crate::binary(
-        &[
-            "--listen",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--master-key",
-            &key,
-            "--github-token",
-            TOKEN,
-            "--github-api",
-            &api,
-            "--refusal-log-limit",
-            "20",
-        ],
-        &[],
-    )
-    .spawn()
-    .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
-    let collected = std::sync::Arc::clone(&lines);
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let Ok(value) = serde_json::from_str(&line) else {
-                continue;
-            };
-            collected
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(value);
-        }
-    });
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    crate::wait_until_healthy(addr, &mut child).await;
-    let _running = Running(child);
+    let mut proxy = LoggedProxy::start(&["--refusal-log-limit", "20"]).await;
+    let lines = proxy.collect_lines();
 
-    assert_eq!(flood(addr, 5_000).await, 5_000, "every request answered");
-    let now = crate::now();
-    let claims = crate::support::Claims {
-        exp: now + 300,
-        ts: now,
-        purpose: "test",
-    };
-    let proof = signer.sign_with(claims, "GET", "/user", b"");
-    let reply = send(addr, &Request::get("/user").proof(proof)).await;
+    assert_eq!(
+        flood(proxy.addr, 5_000).await,
+        5_000,
+        "every request answered"
+    );
+    let reply = proxy.signed_get().await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 
     // Written plus reported is every refusal, once the reports are in.
@@ -828,13 +826,18 @@ async fn a_junk_flood_writes_at_most_the_limit_per_second_and_counts_the_rest() 
         let forwarded = lines
             .iter()
             .any(|line| line["message"] == "request forwarded" && line["key_id"].is_string());
-        (written, reported, forwarded)
+        let report = lines
+            .iter()
+            .find(|line| line["message"] == "refusals not logged")
+            .cloned()
+            .unwrap_or_default();
+        (written, reported, forwarded, report)
     };
     let deadline = Instant::now() + Duration::from_secs(15);
     while tally().0 + tally().1 < 5_000 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (written, reported, forwarded) = tally();
+    let (written, reported, forwarded, report) = tally();
     assert_eq!(
         written + reported,
         5_000,
@@ -849,13 +852,6 @@ async fn a_junk_flood_writes_at_most_the_limit_per_second_and_counts_the_rest() 
         forwarded,
         "the verified request's record is written whatever the flood"
     );
-    let report = lines
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .find(|line| line["message"] == "refusals not logged")
-        .cloned()
-        .unwrap_or_default();
     assert_eq!(report["level"], "WARN", "{report}");
     assert_eq!(report["limit_per_second"], 20, "{report}");
 }
