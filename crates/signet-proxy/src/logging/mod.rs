@@ -77,7 +77,8 @@ static INSTALLED: OnceLock<Arc<AtomicU64>> = OnceLock::new();
 
 /// Installs the JSON subscriber at `level`, writing to stdout through a
 /// [`LogWriter`], with at most `refusal_limit` records of unauthenticated
-/// refusals per second (0: no limit; see [`refusals`]). Keep the returned
+/// refusals per second (0: no limit; the rest are counted and reported by
+/// [`report_unlogged_refusals`]). Keep the returned
 /// guard alive until exit: dropping it writes what is queued (waiting at
 /// most 2 s).
 ///
