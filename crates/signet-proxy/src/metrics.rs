@@ -1,6 +1,8 @@
 //! Prometheus metrics, served at `GET /metrics` on `--metrics-listen` (off
 //! unless set; unauthenticated like every Prometheus target, so bind it to
 //! a private address). OpenMetrics text from the `prometheus-client` crate.
+//! The same listener answers the health checks, so probes pointed at it
+//! still get through when the proxy's own port is at `--max-connections`.
 //!
 //! Labels are bounded: `client` is a keys-file name, `key:<id>` of a
 //! `--master-key`, or `-` before a signature verified; `method` is one of
@@ -12,7 +14,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -21,6 +22,10 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use signet_core::ErrorCode;
 use tokio::net::TcpListener;
+
+use crate::body::ProxyBody;
+use crate::health;
+use crate::pipeline::Proxy;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -346,27 +351,33 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped; anything
-/// else is 404.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+/// Serves, on `listener` until the task is dropped: `GET /metrics`, and the
+/// health checks as the proxy's own port answers them (`GET`/`HEAD` on
+/// `--health-path` and `/readyz`); anything else is 404.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
     crate::side::serve(listener, move |request: Request<hyper::body::Incoming>| {
-        let metrics = Arc::clone(&metrics);
+        let proxy = Arc::clone(&proxy);
         async move {
-            let mut response =
-                if request.uri().path() == "/metrics" && request.method() == Method::GET {
-                    let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
-                    response.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static(
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        ),
-                    );
-                    response
-                } else {
-                    let mut response = Response::new(Full::new(Bytes::new()));
-                    *response.status_mut() = StatusCode::NOT_FOUND;
-                    response
-                };
+            let (method, path) = (request.method(), request.uri().path());
+            let head = method == Method::HEAD;
+            let mut response = if path == "/metrics" && method == Method::GET {
+                let mut response = Response::new(ProxyBody::full(proxy.metrics().encode()));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                response
+            } else if health::matches(method, path, proxy.health_path()) {
+                health::response(head)
+            } else if health::matches(method, path, health::READY_PATH) {
+                health::readiness(proxy.ready().await, head)
+            } else {
+                let mut response = Response::new(ProxyBody::full(Bytes::new()));
+                *response.status_mut() = StatusCode::NOT_FOUND;
+                response
+            };
             response.headers_mut().insert(
                 http::header::CACHE_CONTROL,
                 http::HeaderValue::from_static("no-store"),

@@ -129,6 +129,16 @@ impl Proxy {
         &self.metrics
     }
 
+    /// The health path (`--health-path`).
+    pub fn health_path(&self) -> &str {
+        &self.health_path
+    }
+
+    /// Readiness: a credential to send and a replay store that answers.
+    pub async fn ready(&self) -> bool {
+        self.credentials.ready() && self.replay.ready().await.is_ok()
+    }
+
     /// Handles one request: a response in every case, and one log record,
     /// written when the response body has ended (or was cut off).
     pub async fn handle(
@@ -187,8 +197,7 @@ impl Proxy {
         }
         if health::matches(&parts.method, uri.path(), health::READY_PATH) {
             log.health();
-            let ready = self.credentials.ready() && self.replay.ready().await.is_ok();
-            return Ok(health::readiness(ready, head));
+            return Ok(health::readiness(self.ready().await, head));
         }
 
         // Steps 1–2: syntax only, no key lookups or crypto yet.

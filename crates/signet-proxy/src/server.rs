@@ -215,7 +215,7 @@ impl Server {
         let _metrics = self.metrics_listener.map(|listener| {
             AbortOnDrop(tokio::spawn(metrics::serve(
                 listener,
-                Arc::clone(self.proxy.metrics()),
+                Arc::clone(&self.proxy),
             )))
         });
         let acceptor = Arc::new(Acceptor {

@@ -209,6 +209,42 @@ async fn connections_over_the_limit_are_refused_and_the_rest_served() {
 }
 
 #[tokio::test]
+async fn probes_on_the_metrics_listener_are_answered_while_the_proxy_port_is_full() {
+    let side = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let env = Env::start_with(|c| {
+        c.max_connections = 1;
+        c.metrics_listen = Some(side);
+    })
+    .await;
+    let _held = open_with(env.proxy.addr, b"GET /user HTTP/1.1\r\nHo").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The proxy's own port cannot tell a probe from a client: it is full.
+    let mut probe = TcpStream::connect(env.proxy.addr).await.expect("connect");
+    let refused = support::read_until_closed(&mut probe, Duration::from_secs(10))
+        .await
+        .expect("closed at once");
+    assert!(String::from_utf8_lossy(&refused).contains("TOO_MANY_CONNECTIONS"));
+
+    // The metrics listener answers both checks as the proxy's port does.
+    let health = send(side, &Request::get("/healthz")).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
+    let head = support::send_raw(side, b"HEAD /healthz HTTP/1.1\r\nHost: m\r\n\r\n", true).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let ready = send(side, &Request::get("/readyz")).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["status"], "ready");
+    assert_eq!(send(side, &Request::get("/metrics")).await.status, 200);
+    assert_eq!(send(side, &Request::get("/user")).await.status, 404);
+    assert_eq!(
+        send(side, &Request::new("POST", "/healthz")).await.status,
+        404
+    );
+    env.assert_nothing_forwarded();
+}
+
+#[tokio::test]
 async fn bodies_beyond_the_buffer_budget_are_503_at_once_and_room_comes_back() {
     let env = Env::start_with(|c| {
         c.max_body_size = 64 * 1024;
