@@ -1,6 +1,6 @@
 //! Structured logs: JSON lines on stdout, one record per request.
 //!
-//! Two halves:
+//! Four parts:
 //!
 //! - [`LogWriter`]: where the lines go. A request never waits for the log:
 //!   each line is copied into a byte-bounded queue and a dedicated thread
@@ -10,6 +10,10 @@
 //! - [`RequestLog`] and [`LoggedBody`]: what a request's record says. The
 //!   record is written when the response body ends, so it can tell a
 //!   response that reached the client whole from one cut short.
+//! - `json`: how an event becomes a line (the bytes `tracing-subscriber`'s
+//!   JSON formatter writes, without its cost).
+//! - `refusals`: how many records of unauthenticated refusals are written
+//!   per second (`--refusal-log-limit`), and the report of the rest.
 //!
 //! Nothing here ever sees the GitHub token: no request or response header is
 //! logged, ever.
