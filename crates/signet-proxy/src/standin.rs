@@ -855,6 +855,8 @@ fn json(status: StatusCode, body: &str) -> Response<StandInBody> {
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     headers.insert("x-ratelimit-remaining", HeaderValue::from_static("4999"));
+    // As GitHub does on every API answer: the agent must not hand it to a browser.
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
     // As GitHub does; proxies log it so an audit line matches GitHub's records.
     headers.insert(
         "x-github-request-id",

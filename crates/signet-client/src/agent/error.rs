@@ -30,6 +30,11 @@ pub enum AgentError {
     /// through DNS rebinding and act with its key).
     #[error("Host {0:?} is not a loopback name")]
     RemoteHost(String),
+    /// A request a web browser made (an `Origin`, a `Sec-Fetch-Site` other
+    /// than `none`, a CORS preflight): the agent serves no page, and a page
+    /// must not act with the user's key. The detail is the telling header.
+    #[error("a browser's request ({0}) refused")]
+    BrowserRequest(String),
     /// The request body is larger than `--max-body-size`.
     #[error("request body over {limit} bytes")]
     BodyTooLarge {
@@ -64,7 +69,9 @@ impl AgentError {
     pub fn status(&self) -> StatusCode {
         match self {
             AgentError::Connect(_) => StatusCode::METHOD_NOT_ALLOWED,
-            AgentError::ForeignHost(_) | AgentError::RemoteHost(_) => StatusCode::FORBIDDEN,
+            AgentError::ForeignHost(_)
+            | AgentError::RemoteHost(_)
+            | AgentError::BrowserRequest(_) => StatusCode::FORBIDDEN,
             AgentError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AgentError::BodyRead(_) | AgentError::Unsignable(_) => StatusCode::BAD_REQUEST,
             AgentError::SigningFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,6 +86,7 @@ impl AgentError {
         match self {
             AgentError::Connect(_) => "AGENT_CONNECT_REFUSED",
             AgentError::ForeignHost(_) | AgentError::RemoteHost(_) => "AGENT_HOST_REFUSED",
+            AgentError::BrowserRequest(_) => "AGENT_BROWSER_REFUSED",
             AgentError::BodyTooLarge { .. } => "AGENT_REQUEST_TOO_LARGE",
             AgentError::BodyRead(_) => "AGENT_INVALID_BODY",
             AgentError::Unsignable(_) => "AGENT_INVALID_REQUEST",
@@ -101,6 +109,9 @@ impl AgentError {
             }
             AgentError::RemoteHost(_) => {
                 "The signet agent answers only requests addressed to a loopback name (start it with --allow-remote to accept others)."
+            }
+            AgentError::BrowserRequest(_) => {
+                "The signet agent refuses requests from web browsers: it serves no web page, and a page must not act with your key."
             }
             AgentError::BodyTooLarge { .. } => {
                 "The request body is larger than the agent's --max-body-size."

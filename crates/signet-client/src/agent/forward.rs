@@ -1,7 +1,8 @@
-//! One request through the agent, top to bottom: route → read the body
-//! (once, bounded) → sign exactly what is forwarded → rewrite the request
-//! headers → send to the proxy → rewrite `Link`/`Location` and JSON URLs
-//! back to the client's origin → stream the answer back.
+//! One request through the agent, top to bottom: refuse a browser's → route
+//! → read the body (once, bounded) → sign exactly what is forwarded →
+//! rewrite the request headers → send to the proxy → rewrite
+//! `Link`/`Location` and JSON URLs back to the client's origin → stream the
+//! answer back, without `Access-Control-*` headers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use signet_http::headers::remove_hop_by_hop;
 use signet_http::json_urls::{is_rewritable_json, JsonUrlRewriter, RewrittenBody};
 use signet_http::links::LinkRewriter;
 
+use super::browser::{drop_access_control, refuse_browsers};
 use super::error::AgentError;
 use super::key::KeySource;
 use super::route::{route, Route};
@@ -88,7 +90,7 @@ impl Forwarder {
     pub(super) async fn handle(&self, request: Request<Incoming>) -> Response<AgentBody> {
         let head = request.method() == Method::HEAD;
         let line = format!("{} {}", request.method(), request.uri());
-        match self.forward(request).await {
+        let mut response = match self.forward(request).await {
             Ok(response) => {
                 eprintln!("signet agent: {line} -> {}", response.status().as_u16());
                 response
@@ -101,11 +103,18 @@ impl Forwarder {
                 );
                 error.into_response(head)
             }
-        }
+        };
+        // Every answer, forwarded or the agent's own: none may let a browser
+        // show it to a page.
+        drop_access_control(response.headers_mut());
+        response
     }
 
     async fn forward(&self, request: Request<Incoming>) -> Result<Response<AgentBody>, AgentError> {
         let (mut parts, body) = request.into_parts();
+        // First: a web page's request is refused whatever else it says, and
+        // costs no routing, no body read and no signature.
+        refuse_browsers(&parts.headers)?;
         // Before the body: a refused request costs no read.
         let route = route(&parts, self.local, self.allow_remote, &self.proxy.path)?;
         let client_framed_a_body = parts.headers.contains_key(CONTENT_LENGTH)

@@ -5,6 +5,7 @@
 //!
 //! | module | concern |
 //! |---|---|
+//! | `browser` | a web browser's request refused; no `Access-Control-*` in any answer |
 //! | [`route`] | which target the proxy gets, which origin URLs come back under |
 //! | `forward` | one request: body once, sign, send, rewrite, stream back |
 //! | [`key`] | the master key file, re-read when it changes |
@@ -12,7 +13,9 @@
 //!
 //! Plain HTTP on loopback by default: anyone who can reach the agent acts
 //! with its key, so [`AgentConfig::validate`] refuses a non-loopback listen
-//! address unless `allow_remote` is set.
+//! address unless `allow_remote` is set. A web page the user visits reaches
+//! loopback too, so requests a browser made are refused whatever the
+//! settings (`AGENT_BROWSER_REFUSED`, in `browser`).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -27,6 +30,7 @@
 //! # }
 //! ```
 
+mod browser;
 pub mod error;
 mod forward;
 pub mod key;

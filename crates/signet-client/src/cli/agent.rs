@@ -52,7 +52,8 @@ pub struct AgentArgs {
     listen: String,
 
     /// Allow a non-loopback --listen address and requests for any Host:
-    /// anyone who can reach the agent then acts with its key.
+    /// anyone who can reach the agent then acts with its key. Requests from
+    /// web browsers are refused either way (403 AGENT_BROWSER_REFUSED).
     #[arg(long)]
     allow_remote: bool,
 

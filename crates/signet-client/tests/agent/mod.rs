@@ -157,7 +157,9 @@ struct Stack {
     upstream: StandIn,
     agent: Running,
     agent_addr: SocketAddr,
-    _proxy: Running,
+    proxy: Running,
+    proxy_url: String,
+    key: String,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -188,7 +190,9 @@ impl Stack {
             upstream,
             agent,
             agent_addr,
-            _proxy: proxy,
+            proxy,
+            proxy_url,
+            key,
             _runtime: runtime,
         }
     }
@@ -410,6 +414,12 @@ fn agent_octokit_get_and_paginate_go_through_the_agent() {
             "GET /repos/o/r/issues/3",
         ]
     );
+    // Node's fetch marks every request `Sec-Fetch-Mode: cors`: alone, that is
+    // no browser's mark (`agent_refuses_a_sec_fetch_site_other_than_none`).
+    assert!(stack
+        .forwarded()
+        .iter()
+        .all(|r| r.headers.get("sec-fetch-mode").is_some_and(|v| v == "cors")));
 }
 
 // ------------------------------------------------- the agent's own answers
@@ -584,4 +594,259 @@ fn agent_refuses_to_start_without_a_readable_key() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/key.pem"));
+}
+
+// ------------------------------------------------------------ web pages
+//
+// The agent serves no web page, so a request a browser made for a page is
+// never the user's tool: any page the user visits could otherwise read and
+// write GitHub with the user's key (`fetch("http://127.0.0.1:7180/user")`).
+
+/// The `Access-Control-*` lines of a response head.
+fn access_control_lines(head: &str) -> Vec<&str> {
+    head.lines()
+        .filter(|line| line.to_ascii_lowercase().starts_with("access-control-"))
+        .collect()
+}
+
+/// Sends `request` to the agent and checks that the agent itself refused it
+/// as a browser's: 403 `AGENT_BROWSER_REFUSED` in JSON, and nothing that
+/// would let a page read the answer.
+fn assert_refused_as_a_browsers(stack: &Stack, request: &str) {
+    let (status, head, body) = exchange(stack.agent_addr, request);
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (403, "AGENT_BROWSER_REFUSED"),
+        "{request:?}"
+    );
+    assert!(
+        access_control_lines(&head).is_empty(),
+        "{request:?}: {head}"
+    );
+}
+
+/// An ordinary request's path, sent after the ones under test.
+const LAST_REQUEST: &str = "/repos/signet/last-request";
+
+impl Stack {
+    /// Sends one ordinary request ([`LAST_REQUEST`]) through the agent, then returns the paths
+    /// the proxy logged up to and including it: requests end in the order
+    /// they are sent here, so anything the agent forwarded earlier is in.
+    fn proxy_paths_through_a_last_request(&self) -> Vec<String> {
+        let addr = self.agent_addr;
+        let (status, _, _) = exchange(
+            addr,
+            &format!("GET {LAST_REQUEST} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 200);
+        let paths = |log: &str| -> Vec<String> {
+            log.lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter_map(|record| record["path"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut logged = paths(&self.proxy.output());
+        while !logged.iter().any(|p| p == LAST_REQUEST) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            logged = paths(&self.proxy.output());
+        }
+        logged
+    }
+}
+
+#[test]
+fn agent_refuses_a_web_pages_simple_post_without_signing_or_forwarding_it() {
+    // A "simple" request: a page sends it without a preflight, and GitHub
+    // reads a JSON body whatever its Content-Type.
+    let stack = Stack::start();
+    let addr = stack.agent_addr;
+    let body = r#"{"title":"sent by a web page"}"#;
+    assert_refused_as_a_browsers(
+        &stack,
+        &format!(
+            "POST /repos/o/r/issues HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://attacker.example\r\n\
+             Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(
+        stack.upstream.requests().is_empty(),
+        "nothing reached GitHub"
+    );
+    assert_eq!(
+        stack.proxy_paths_through_a_last_request(),
+        [LAST_REQUEST],
+        "the refused request never reached the proxy, so it was never signed"
+    );
+}
+
+#[test]
+fn agent_refuses_a_request_with_any_origin_null_and_its_own_included() {
+    let stack = Stack::start();
+    let addr = stack.agent_addr;
+    for origin in [
+        "null".to_owned(),
+        "https://attacker.example".to_owned(),
+        format!("http://{addr}"),
+        format!("http://localhost:{}", addr.port()),
+        String::new(),
+    ] {
+        assert_refused_as_a_browsers(
+            &stack,
+            &format!(
+                "GET /user/repos HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+    }
+    // A HEAD gets the same refusal, without the body.
+    let (status, head, body) = exchange(
+        addr,
+        &format!(
+            "HEAD /user HTTP/1.1\r\nHost: {addr}\r\nOrigin: null\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!((status, body.as_str()), (403, ""), "{head}");
+    assert!(
+        stack.upstream.requests().is_empty(),
+        "nothing reached GitHub"
+    );
+    assert_eq!(stack.proxy_paths_through_a_last_request(), [LAST_REQUEST]);
+}
+
+#[test]
+fn agent_answers_a_cors_preflight_itself_with_the_refusal_and_no_allow_headers() {
+    let stack = Stack::start();
+    let addr = stack.agent_addr;
+    assert_refused_as_a_browsers(
+        &stack,
+        &format!(
+            "OPTIONS /repos/o/r/issues HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://attacker.example\r\n\
+             Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\
+             Sec-Fetch-Mode: cors\r\nSec-Fetch-Site: cross-site\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    // Private Network Access asks in the preflight too.
+    assert_refused_as_a_browsers(
+        &stack,
+        &format!(
+            "OPTIONS /user HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://attacker.example\r\n\
+             Access-Control-Request-Method: GET\r\nAccess-Control-Request-Private-Network: true\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    );
+    // The preflight's own header is a browser's, even without an Origin.
+    assert_refused_as_a_browsers(
+        &stack,
+        &format!(
+            "OPTIONS /user HTTP/1.1\r\nHost: {addr}\r\nAccess-Control-Request-Method: DELETE\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    );
+    assert!(
+        stack.upstream.requests().is_empty(),
+        "nothing reached GitHub"
+    );
+    assert_eq!(stack.proxy_paths_through_a_last_request(), [LAST_REQUEST]);
+}
+
+#[test]
+fn agent_refuses_a_sec_fetch_site_other_than_none() {
+    // Sec-Fetch-Site alone (a browser that sends no Origin on a GET).
+    let stack = Stack::start();
+    let addr = stack.agent_addr;
+    for site in ["cross-site", "same-site", "same-origin", "None", ""] {
+        assert_refused_as_a_browsers(
+            &stack,
+            &format!(
+                "GET /user HTTP/1.1\r\nHost: {addr}\r\nSec-Fetch-Site: {site}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+    }
+    // Repeated: one value other than `none` is enough.
+    assert_refused_as_a_browsers(
+        &stack,
+        &format!(
+            "GET /user HTTP/1.1\r\nHost: {addr}\r\nSec-Fetch-Site: none\r\nSec-Fetch-Site: cross-site\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    );
+    assert!(
+        stack.upstream.requests().is_empty(),
+        "nothing reached GitHub"
+    );
+    assert_eq!(stack.proxy_paths_through_a_last_request(), [LAST_REQUEST]);
+}
+
+#[test]
+fn agent_forwards_sec_fetch_mode_alone_as_node_sends_it_and_sec_fetch_site_none() {
+    // Node's fetch (undici, under octokit) sends `Sec-Fetch-Mode: cors` on
+    // every request; a URL typed into the address bar is `Sec-Fetch-Site: none`.
+    let stack = Stack::start();
+    let addr = stack.agent_addr;
+    for (target, extra) in [
+        ("/user?mode", "Sec-Fetch-Mode: cors\r\n"),
+        (
+            "/user?site",
+            "Sec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n",
+        ),
+    ] {
+        let (status, _, body) = exchange(
+            addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 200, "{target}: {body}");
+    }
+    assert_eq!(
+        targets(&stack.forwarded()),
+        ["GET /user?mode", "GET /user?site"]
+    );
+}
+
+#[test]
+fn agent_drops_access_control_headers_from_every_response() {
+    let stack = Stack::start();
+    // GitHub answers with `Access-Control-Allow-Origin: *`, and the proxy
+    // passes it on to a signing client ...
+    let signed = signet()
+        .args(["sign", "--key", &stack.key, "GET", "/user"])
+        .output()
+        .unwrap();
+    assert!(signed.status.success(), "{signed:?}");
+    let proof = String::from_utf8(signed.stdout).unwrap();
+    let proxy: SocketAddr = stack
+        .proxy_url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let (status, head, _) = exchange(
+        proxy,
+        &format!(
+            "GET /user HTTP/1.1\r\nHost: {proxy}\r\nSignet-Proof: {}\r\nConnection: close\r\n\r\n",
+            proof.trim()
+        ),
+    );
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(
+        access_control_lines(&head),
+        ["access-control-allow-origin: *"],
+        "the stand-in sends it as GitHub does"
+    );
+    // ... but never through the agent: not on answers, not on the upstream's
+    // errors, not on the proxy's refusals, not on the agent's own errors.
+    let addr = stack.agent_addr;
+    for (target, expected) in [
+        ("/user", 200),
+        ("/repos/o/r", 200),
+        ("/status/404", 404),
+        ("/repos/o/r/../../x", 400),
+        ("http://attacker.example/user", 403),
+    ] {
+        let (status, head, _) = exchange(
+            addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, expected, "{target}: {head}");
+        assert!(access_control_lines(&head).is_empty(), "{target}: {head}");
+    }
 }
