@@ -615,7 +615,10 @@ impl RequestLog {
             };
         }
         let unauthenticated = !matches!(self.key, Key::Verified(_));
-        if refused.is_some() && unauthenticated && !refusals::admit() {
+        // A replay verifies, but anyone holding a copy of the proof can send
+        // it: it is limited like a refusal no key stands behind.
+        let replayed = refused == Some(ErrorCode::ReplayDetected);
+        if refused.is_some() && (unauthenticated || replayed) && !refusals::admit() {
             return;
         }
         match &self.outcome {
