@@ -1050,3 +1050,34 @@ async fn a_replay_flood_is_log_limited_like_an_unauthenticated_one_and_counted_i
         scrape.text()
     );
 }
+
+// ===========================================================================
+// Second review, 16. The log's method field is bounded
+// ===========================================================================
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_a_huge_method_is_logged_with_the_method_capped() {
+    let mut proxy = LoggedProxy::start(&[]).await;
+    let lines = proxy.collect_lines();
+    let method = "X".repeat(20_000);
+    let reply = send(proxy.addr, &Request::new(&method, "/user")).await;
+    assert_refused(&reply, ErrorCode::MethodNotAllowed);
+
+    let record = || {
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|line| line["code"] == "METHOD_NOT_ALLOWED")
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while record().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = record().expect("the refusal's record is written, not dropped as too long");
+    let logged = record["method"].as_str().unwrap_or_default();
+    assert!(logged.starts_with("XXXX"), "{record}");
+    assert!(logged.ends_with('…'), "{record}");
+    assert!(logged.len() <= 32, "{} bytes: {record}", logged.len());
+}
