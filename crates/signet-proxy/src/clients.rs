@@ -235,6 +235,8 @@ pub struct Clients {
     keys_file: Option<PathBuf>,
     /// Whether clients may carry `github` scopes (GitHub App mode only).
     scopes_allowed: bool,
+    /// The admin API's key (`--admin-key`), which no client may have.
+    admin_key: Option<VerifyingKey>,
     /// The keys file's content when last read, to notice changes.
     loaded: std::sync::Mutex<Fingerprint>,
 }
@@ -254,18 +256,26 @@ fn fingerprint(path: &Path) -> Fingerprint {
 impl Clients {
     /// Loads the set once (at startup or for `check-config`). Only a proxy
     /// with GitHub App credentials can mint scoped tokens, so a `github`
-    /// scope is refused unless `scopes_allowed`.
+    /// scope is refused unless `scopes_allowed`; a client whose key is the
+    /// `admin_key` is refused (here and at every reload).
     pub fn load(
         master_keys: Vec<VerifyingKey>,
         keys_file: Option<PathBuf>,
         scopes_allowed: bool,
+        admin_key: Option<VerifyingKey>,
     ) -> Result<Self, KeysFileError> {
-        let (loaded, set) = read(&master_keys, keys_file.as_deref(), scopes_allowed);
+        let (loaded, set) = read(
+            &master_keys,
+            keys_file.as_deref(),
+            scopes_allowed,
+            admin_key.as_ref(),
+        );
         Ok(Clients {
             current: ArcSwap::from_pointee(set?),
             master_keys,
             keys_file,
             scopes_allowed,
+            admin_key,
             loaded: std::sync::Mutex::new(loaded),
         })
     }
@@ -282,6 +292,7 @@ impl Clients {
             &self.master_keys,
             self.keys_file.as_deref(),
             self.scopes_allowed,
+            self.admin_key.as_ref(),
         );
         // The content just read, noted even when it is refused, so a bad
         // file is reported once, not at every check, until it changes again.
@@ -321,6 +332,7 @@ fn read(
     master_keys: &[VerifyingKey],
     keys_file: Option<&Path>,
     scopes_allowed: bool,
+    admin_key: Option<&VerifyingKey>,
 ) -> (Fingerprint, Result<KeySet, KeysFileError>) {
     let Some(path) = keys_file else {
         return (None, KeySet::build(master_keys, None));
@@ -336,7 +348,10 @@ fn read(
         }
     };
     let read = Some(Sha256::digest(&bytes).into());
-    (read, validate(master_keys, &bytes, path, scopes_allowed))
+    (
+        read,
+        validate(master_keys, &bytes, path, scopes_allowed, admin_key),
+    )
 }
 
 /// The set a keys file's `bytes` make, with every check a set must pass.
@@ -345,6 +360,7 @@ fn validate(
     bytes: &[u8],
     path: &Path,
     scopes_allowed: bool,
+    admin_key: Option<&VerifyingKey>,
 ) -> Result<KeySet, KeysFileError> {
     let error = |why: String| KeysFileError {
         path: path.to_owned(),
@@ -364,6 +380,14 @@ fn validate(
                 client.name
             )));
         }
+    }
+    // Whoever holds a client's key (every machine the client runs on) must
+    // not hold the admin API too.
+    if let Some(client) = admin_key.and_then(|key| set.get(key.as_bytes())) {
+        return Err(error(format!(
+            "client {:?}: its key is the admin key (--admin-key); the admin key must not be a client's key",
+            client.name
+        )));
     }
     Ok(set)
 }
@@ -423,7 +447,7 @@ mod tests {
             assert!(written.is_ok(), "{written:?}");
         };
         write(&(entry("a", KEY_A) + &entry("b", KEY_B)));
-        let clients = match Clients::load(Vec::new(), Some(path.clone()), false) {
+        let clients = match Clients::load(Vec::new(), Some(path.clone()), false, None) {
             Ok(clients) => clients,
             Err(e) => panic!("{e}"),
         };

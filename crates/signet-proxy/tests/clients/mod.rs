@@ -696,3 +696,90 @@ async fn a_keys_file_symlink_swapped_to_a_file_with_the_same_mtime_is_reloaded()
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_key_that_is_also_a_client_key_is_refused_at_startup_check_config_and_reload() {
+    let admin = AdminClient {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port())),
+        signer: Signer::new(),
+    };
+    let admin_hex = public_key_hex(&admin.signer.key());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = Signer::new();
+    let with_admin_as_client = dir.path().join("with-admin.toml");
+    std::fs::write(
+        &with_admin_as_client,
+        client_entry("alice", &alice, "") + &client_entry("ops", &admin.signer, ""),
+    )
+    .expect("write");
+
+    // As --master-key, at startup.
+    let stderr = crate::startup_error(
+        &[
+            "--github-token",
+            "t",
+            "--master-key",
+            &admin_hex,
+            "--admin-key",
+            &admin_hex,
+        ],
+        &[],
+    );
+    assert!(stderr.contains("--admin-key"), "{stderr}");
+    assert!(stderr.contains("client"), "{stderr}");
+    // As a client of the keys file, at startup and in check-config.
+    let keys_flag = with_admin_as_client.display().to_string();
+    let stderr = crate::startup_error(
+        &[
+            "--github-token",
+            "t",
+            "--keys-file",
+            &keys_flag,
+            "--admin-key",
+            &admin_hex,
+        ],
+        &[],
+    );
+    assert!(stderr.contains("\"ops\""), "{stderr}");
+    assert!(stderr.contains("admin key"), "{stderr}");
+    let checked = crate::binary(
+        &[
+            "check-config",
+            "--github-token",
+            "t",
+            "--keys-file",
+            &keys_flag,
+            "--admin-key",
+            &admin_hex,
+        ],
+        &[],
+    )
+    .output()
+    .expect("run check-config");
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(stderr.contains("admin key"), "{stderr}");
+
+    // Added to the keys file of a running proxy: the reload is refused, by
+    // the admin API and by the watcher alike.
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, client_entry("alice", &alice, "")).expect("write");
+    let keys_path = keys.clone();
+    let admin_config = with_admin(&admin.signer, admin.addr.port());
+    let env = Env::start_with(move |config| {
+        admin_config(config);
+        config.master_keys.clear();
+        config.keys_file = Some(keys_path);
+    })
+    .await;
+    std::fs::copy(&with_admin_as_client, &keys).expect("copy");
+    let reload = admin.post("/reload", "").await;
+    assert_eq!(reload.status, 422, "{}", reload.text());
+    assert!(reload.text().contains("admin key"), "{}", reload.text());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_refused(
+        &get(&env, &admin.signer, "/user").await,
+        ErrorCode::UnknownKey,
+    );
+    assert_eq!(get(&env, &alice, "/user").await.status, 200);
+}
