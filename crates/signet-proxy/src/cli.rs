@@ -79,8 +79,8 @@ pub struct Args {
     pub log_level: String,
 
     /// Most log records per second of refusals no verified key stands behind (malformed or
-    /// unknown proofs, bad signatures, stale times); the rest are counted and reported once a
-    /// second as "refusals not logged" (0 = log every one).
+    /// unknown proofs, bad signatures, stale times) and of replays; the rest are counted and
+    /// reported once a second as "refusals not logged" (0 = log every one).
     #[arg(global = true, long, env = "SIGNET_REFUSAL_LOG_LIMIT", default_value_t = crate::logging::DEFAULT_REFUSAL_LOG_LIMIT)]
     pub refusal_log_limit: u64,
 

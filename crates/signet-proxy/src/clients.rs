@@ -3,7 +3,10 @@
 //!
 //! The whole set is swapped atomically when the file is reloaded (SIGHUP, or
 //! the file changed on disk): a request sees either the old set or the new
-//! one, never a mix. A file that does not parse or validate is refused with
+//! one, never a mix. A change is noticed by the file's content (a SHA-256 of
+//! its bytes, through any symlink), never its modification time: `cp -p`, a
+//! Nix-store symlink swap (every file dated 1970) or two writes within one
+//! timestamp tick leave the time as it was. A file that does not parse or validate is refused with
 //! a log line and the set in force stays — never fail open, never crash.
 //!
 //! ```toml
@@ -20,10 +23,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 use signet_core::{key_id, parse_public_key_hex, Purpose, VerifyingKey};
 
 use crate::policy::Rule;
@@ -232,26 +235,48 @@ pub struct Clients {
     keys_file: Option<PathBuf>,
     /// Whether clients may carry `github` scopes (GitHub App mode only).
     scopes_allowed: bool,
-    /// The keys file's modification time when last read, to notice changes.
-    loaded_mtime: std::sync::Mutex<Option<SystemTime>>,
+    /// The admin API's key (`--admin-key`), which no client may have.
+    admin_key: Option<VerifyingKey>,
+    /// The keys file's content when last read, to notice changes.
+    loaded: std::sync::Mutex<Fingerprint>,
+}
+
+/// A SHA-256 of the keys file's bytes; `None` when it could not be read.
+type Fingerprint = Option<[u8; 32]>;
+
+/// The fingerprint of the file at `path` now, read through any symlink.
+/// Streamed: the watcher calls this every few seconds.
+fn fingerprint(path: &Path) -> Fingerprint {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).ok()?;
+    Some(hasher.finalize().into())
 }
 
 impl Clients {
     /// Loads the set once (at startup or for `check-config`). Only a proxy
     /// with GitHub App credentials can mint scoped tokens, so a `github`
-    /// scope is refused unless `scopes_allowed`.
+    /// scope is refused unless `scopes_allowed`; a client whose key is the
+    /// `admin_key` is refused (here and at every reload).
     pub fn load(
         master_keys: Vec<VerifyingKey>,
         keys_file: Option<PathBuf>,
         scopes_allowed: bool,
+        admin_key: Option<VerifyingKey>,
     ) -> Result<Self, KeysFileError> {
-        let (set, mtime) = read(&master_keys, keys_file.as_deref(), scopes_allowed)?;
+        let (loaded, set) = read(
+            &master_keys,
+            keys_file.as_deref(),
+            scopes_allowed,
+            admin_key.as_ref(),
+        );
         Ok(Clients {
-            current: ArcSwap::from_pointee(set),
+            current: ArcSwap::from_pointee(set?),
             master_keys,
             keys_file,
             scopes_allowed,
-            loaded_mtime: std::sync::Mutex::new(mtime),
+            admin_key,
+            loaded: std::sync::Mutex::new(loaded),
         })
     }
 
@@ -263,32 +288,32 @@ impl Clients {
     /// Re-reads the keys file and swaps the set in; on any error the set in
     /// force stays and the error is returned (for the log).
     pub fn reload(&self) -> Result<usize, KeysFileError> {
-        // Noted even when the file is refused, so a bad file is reported
-        // once, not at every check, until it changes again.
-        let mtime = self
-            .keys_file
-            .as_deref()
-            .and_then(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
-        if let Ok(mut loaded) = self.loaded_mtime.lock() {
-            *loaded = mtime;
-        }
-        let (set, _) = read(
+        let (read_now, set) = read(
             &self.master_keys,
             self.keys_file.as_deref(),
             self.scopes_allowed,
-        )?;
+            self.admin_key.as_ref(),
+        );
+        // The content just read, noted even when it is refused, so a bad
+        // file is reported once, not at every check, until it changes again.
+        if let Ok(mut loaded) = self.loaded.lock() {
+            *loaded = read_now;
+        }
+        let set = set?;
         let count = set.len();
         self.current.store(Arc::new(set));
         Ok(count)
     }
 
-    /// Whether the keys file changed on disk since it was last read.
+    /// Whether the keys file's content differs from what was last read
+    /// (or it became readable or unreadable since): reads the whole file,
+    /// through any symlink.
     pub fn file_changed(&self) -> bool {
         let Some(path) = &self.keys_file else {
             return false;
         };
-        let now = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        self.loaded_mtime
+        let now = fingerprint(path);
+        self.loaded
             .lock()
             .map(|loaded| *loaded != now)
             .unwrap_or(false)
@@ -300,21 +325,49 @@ impl Clients {
     }
 }
 
+/// Reads the keys file once: the fingerprint of the bytes read (what a
+/// later change is measured against, whether or not they were valid), and
+/// the set they make.
 fn read(
     master_keys: &[VerifyingKey],
     keys_file: Option<&Path>,
     scopes_allowed: bool,
-) -> Result<(KeySet, Option<SystemTime>), KeysFileError> {
+    admin_key: Option<&VerifyingKey>,
+) -> (Fingerprint, Result<KeySet, KeysFileError>) {
     let Some(path) = keys_file else {
-        return Ok((KeySet::build(master_keys, None)?, None));
+        return (None, KeySet::build(master_keys, None));
     };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let error = KeysFileError {
+                path: path.to_owned(),
+                why: e.to_string(),
+            };
+            return (None, Err(error));
+        }
+    };
+    let read = Some(Sha256::digest(&bytes).into());
+    (
+        read,
+        validate(master_keys, &bytes, path, scopes_allowed, admin_key),
+    )
+}
+
+/// The set a keys file's `bytes` make, with every check a set must pass.
+fn validate(
+    master_keys: &[VerifyingKey],
+    bytes: &[u8],
+    path: &Path,
+    scopes_allowed: bool,
+    admin_key: Option<&VerifyingKey>,
+) -> Result<KeySet, KeysFileError> {
     let error = |why: String| KeysFileError {
         path: path.to_owned(),
         why,
     };
-    let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    let set = KeySet::build(master_keys, Some((&text, path)))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| error(format!("not UTF-8: {e}")))?;
+    let set = KeySet::build(master_keys, Some((text, path)))?;
     if set.is_empty() {
         return Err(error(
             "no client, and no --master-key: nobody could use the proxy".to_owned(),
@@ -328,7 +381,15 @@ fn read(
             )));
         }
     }
-    Ok((set, mtime))
+    // Whoever holds a client's key (every machine the client runs on) must
+    // not hold the admin API too.
+    if let Some(client) = admin_key.and_then(|key| set.get(key.as_bytes())) {
+        return Err(error(format!(
+            "client {:?}: its key is the admin key (--admin-key); the admin key must not be a client's key",
+            client.name
+        )));
+    }
+    Ok(set)
 }
 
 #[cfg(test)]
@@ -366,6 +427,45 @@ mod tests {
             .get(&key)
             .map(|c| (c.name.clone(), c.allow.is_some(), c.purposes.is_some()));
         assert_eq!(bot, Some(("release-bot".to_owned(), true, true)));
+    }
+
+    #[test]
+    fn a_change_is_the_content_not_the_modification_time() {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("tempdir")
+        };
+        let path = dir.path().join("keys.toml");
+        let entry =
+            |name: &str, key: &str| format!("[[client]]\nname = \"{name}\"\nkey = \"{key}\"\n");
+        let write = |text: &str| {
+            let written = std::fs::write(&path, text).and_then(|()| {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)?
+                    .set_modified(std::time::UNIX_EPOCH)
+            });
+            assert!(written.is_ok(), "{written:?}");
+        };
+        write(&(entry("a", KEY_A) + &entry("b", KEY_B)));
+        let clients = match Clients::load(Vec::new(), Some(path.clone()), false, None) {
+            Ok(clients) => clients,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(!clients.file_changed());
+        // The same bytes written again: nothing to reload.
+        write(&(entry("a", KEY_A) + &entry("b", KEY_B)));
+        assert!(!clients.file_changed());
+        // Other bytes, the same time: a change.
+        write(&entry("a", KEY_A));
+        assert!(clients.file_changed());
+        assert_eq!(clients.reload().ok(), Some(1));
+        assert!(!clients.file_changed());
+        // Gone: a change, refused once, and the set in force stays.
+        assert!(std::fs::remove_file(&path).is_ok());
+        assert!(clients.file_changed());
+        assert!(clients.reload().is_err());
+        assert!(!clients.file_changed(), "a refused file is reported once");
+        assert_eq!(clients.current().len(), 1);
     }
 
     #[test]

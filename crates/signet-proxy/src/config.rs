@@ -386,6 +386,18 @@ impl Config {
             .map(|k| parse_public_key_hex(k.trim()))
             .transpose()
             .map_err(|e| flag_error("admin-key", "…", &e.to_string()))?;
+        // The admin key administers; a client's key must not: whoever holds
+        // a client key (every machine the client runs on) would also hold
+        // the admin API. Keys-file clients are checked where they are loaded.
+        if let Some(key) = config.admin_key {
+            if config.master_keys.contains(&key) {
+                return Err(flag_error(
+                    "admin-key",
+                    "…",
+                    "is also a --master-key: the admin key must not be a client's key",
+                ));
+            }
+        }
         config.admin_listen = side_listen("admin-listen", args.admin_listen.as_deref())?;
         if config.admin_listen.is_some() && config.admin_key.is_none() {
             return Err(flag_error(
@@ -583,6 +595,14 @@ mod tests {
         assert_eq!(listen_addr("::", 9).map(|a| a.port()).ok(), Some(9));
         assert!(listen_addr("localhost", 9).is_ok_and(|a| a.ip().is_loopback()));
         assert!(listen_addr("no such host.invalid", 9).is_err());
+    }
+
+    #[test]
+    fn an_admin_key_that_is_also_a_master_key_is_refused() {
+        assert_eq!(
+            error(&["--github-token", "t", "--master-key", KEY, "--admin-key", KEY]),
+            "invalid --admin-key \"…\": is also a --master-key: the admin key must not be a client's key"
+        );
     }
 
     #[test]

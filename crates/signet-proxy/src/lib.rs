@@ -72,6 +72,7 @@ pub async fn check_config(config: &Config) -> Result<String, StartError> {
         config.master_keys.clone(),
         config.keys_file.clone(),
         config.credential.can_scope(),
+        config.admin_key,
     )?;
     let credentials =
         std::sync::Arc::new(credentials::Credentials::new(config.credential.clone())?);

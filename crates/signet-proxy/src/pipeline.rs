@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! target form → method → health → parse proof → cheap checks → read body
-//!   → signatures → policy → rate → credential → cache lookup → quota
+//!   → signatures → policy → replay look → rate → credential → cache lookup → quota
 //!   → replay → cached answer, or rewrite + forward → stream back (kept by
 //!   the cache) → log
 //! ```
@@ -33,7 +33,7 @@ use crate::policy::Policy;
 use crate::quota::QuotaGuard;
 use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
-use crate::replay::ReplayStore;
+use crate::replay::{ReplayError, ReplayStore};
 use crate::revoke::Revocations;
 use crate::target;
 
@@ -245,6 +245,17 @@ impl Proxy {
         self.policy
             .check(&client, &verified, parts.method.as_str(), target)?;
 
+        // A replay of a recorded proof is refused before the rate limit: it
+        // is not its client's traffic, and must not take tokens from the
+        // bucket of the client whose proof was captured. Only a look; the
+        // atomic record stays last (below), and a copy that races past the
+        // look gives its token back there. (Recording first instead would
+        // consume the proof of a request refused with 429.) A client
+        // without a bucket has nothing to protect, and skips the look.
+        if client.rate.is_some() && self.replay.seen(&verified).await? {
+            return Err(ReplayError::Replayed.into());
+        }
+
         // The client's rate limit, before its proof takes a replay record:
         // a refused request may be retried with the same proof.
         self.rate.check(&client).await?;
@@ -272,7 +283,14 @@ impl Proxy {
         // authorised requests can take room in the store; the store checks
         // freshness again with the `now` it records by (amendment 1). A
         // cached answer consumes the proof like a forwarded one.
-        self.replay.record(&verified).await?;
+        if let Err(error) = self.replay.record(&verified).await {
+            // A copy that raced the first one past the look above: copies
+            // of one proof take one token between them.
+            if error == ReplayError::Replayed {
+                self.rate.refund(&client).await;
+            }
+            return Err(error.into());
+        }
 
         // A fresh entry is answered now; an identical GET already in flight
         // is waited for instead of asked again.

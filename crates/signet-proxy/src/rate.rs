@@ -94,6 +94,23 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_ta
 return 0
 ";
 
+/// Atomically gives back one interval of `KEYS[1]`'s TAT (the refund of a
+/// token [`SCRIPT`] took); `ARGV[1]` is the interval. A bucket that would
+/// fall behind now is simply full: its key is dropped.
+const REFUND_SCRIPT: &str = r"
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local new_tat = tat - tonumber(ARGV[1])
+if new_tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+end
+return 0
+";
+
 /// Where buckets live.
 pub enum RateLimiter {
     /// This process only.
@@ -109,6 +126,8 @@ pub enum RateLimiter {
         connection: ConnectionManager,
         /// The GCRA script.
         script: redis::Script,
+        /// The script that gives a token back.
+        refund: redis::Script,
         /// Per-command timeout.
         timeout: Duration,
     },
@@ -137,6 +156,7 @@ impl RateLimiter {
         RateLimiter::Redis {
             connection,
             script: redis::Script::new(SCRIPT),
+            refund: redis::Script::new(REFUND_SCRIPT),
             timeout,
         }
     }
@@ -166,6 +186,7 @@ impl RateLimiter {
                 connection,
                 script,
                 timeout,
+                ..
             } => {
                 let mut connection = connection.clone();
                 let mut invocation = script.key(format!("signet:rate:{}", client.name));
@@ -196,6 +217,50 @@ impl RateLimiter {
             .retry_after(seconds)
             .with_detail(format!("client {:?} over its rate limit", client.name)))
     }
+
+    /// Gives back the token [`RateLimiter::check`] took from `client` for a
+    /// request that turned out to be a replay (its record refused): a copy
+    /// of someone's proof is not their traffic. In GCRA a token is one
+    /// interval of the theoretical arrival time, so the refund moves it back
+    /// by one; tokens taken since are untouched, and the bucket never holds
+    /// more than its burst. Best effort: a refund Redis cannot take leaves
+    /// the token taken, so a failure never makes a bucket larger.
+    pub async fn refund(&self, client: &Client) {
+        let Some(rate) = client.rate else {
+            return;
+        };
+        match self {
+            RateLimiter::Local { buckets, epoch } => {
+                let now = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX / 2);
+                let Ok(mut buckets) = buckets.lock() else {
+                    return;
+                };
+                if let Some(tat) = buckets.get_mut(&client.name) {
+                    *tat = tat.saturating_sub(rate.interval_us());
+                    if *tat <= now {
+                        // As good as a bucket never used: a full burst.
+                        buckets.remove(&client.name);
+                    }
+                }
+            }
+            RateLimiter::Redis {
+                connection,
+                refund,
+                timeout,
+                ..
+            } => {
+                let mut connection = connection.clone();
+                let mut invocation = refund.key(format!("signet:rate:{}", client.name));
+                invocation.arg(rate.interval_us());
+                let refunded =
+                    tokio::time::timeout(*timeout, invocation.invoke_async::<u64>(&mut connection))
+                        .await;
+                if !matches!(refunded, Ok(Ok(_))) {
+                    tracing::debug!(client = %client.name, "rate token not refunded: Redis did not take it");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +282,36 @@ mod tests {
         for bad in ["0/min", "x/min", "5/day", "5", "-1/sec"] {
             assert!(Rate::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_refunded_token_can_be_taken_once_and_refunds_never_exceed_the_burst() {
+        let client = Client {
+            name: "victim".to_owned(),
+            key: signet_core::SigningKey::from_bytes(&[7; 32]).verifying_key(),
+            key_id: String::new(),
+            purposes: None,
+            allow: None,
+            rate: Some(rate("2/hour")),
+            github: None,
+        };
+        let limiter = RateLimiter::local();
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            taken.push(limiter.check(&client).await.is_ok());
+        }
+        assert_eq!(taken, [true, true, false]);
+        limiter.refund(&client).await;
+        assert!(limiter.check(&client).await.is_ok(), "the refunded token");
+        assert!(limiter.check(&client).await.is_err(), "and only that one");
+        for _ in 0..5 {
+            limiter.refund(&client).await;
+        }
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            taken.push(limiter.check(&client).await.is_ok());
+        }
+        assert_eq!(taken, [true, true, false], "a burst of two, never more");
     }
 
     #[test]

@@ -87,6 +87,7 @@ impl Server {
             config.master_keys.clone(),
             config.keys_file.clone(),
             config.credential.can_scope(),
+            config.admin_key,
         )?);
         let replay = ReplayStore::for_config(config)?;
         let replay_kind = replay.kind();

@@ -26,6 +26,7 @@ pub use refusals::{
     report_unlogged as report_unlogged_refusals, unlogged_total as unlogged_refusals,
 };
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -56,11 +57,17 @@ pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// Longest line accepted, newline included. Longer lines are dropped and
 /// counted rather than truncated: a truncated line is not valid JSON, and log
 /// pipelines tend to reject or mangle it. Request records stay far below this
-/// because the path is capped ([`MAX_PATH_BYTES`]).
+/// because the path and the method are capped ([`MAX_PATH_BYTES`],
+/// [`MAX_METHOD_BYTES`]).
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// Longest request path logged, in bytes, `…` included.
 pub const MAX_PATH_BYTES: usize = 512;
+
+/// Longest request method logged, in bytes, `…` included: every registered
+/// HTTP method fits (the longest, `UPDATEREDIRECTREF`, has 17), while a
+/// client may send one as long as the whole header section.
+pub const MAX_METHOD_BYTES: usize = 32;
 
 /// How long dropping the [`LogGuard`] waits for queued lines to be written:
 /// long enough for a healthy consumer, short enough that a blocked stdout
@@ -468,13 +475,13 @@ struct BodyEnd {
 
 impl RequestLog {
     /// Starts the record; the query string is left out of logs, and the path
-    /// is capped at [`MAX_PATH_BYTES`] so a huge target cannot make a huge
-    /// line.
+    /// and method are capped at [`MAX_PATH_BYTES`] and [`MAX_METHOD_BYTES`]
+    /// so a huge target or method cannot make a huge line.
     pub fn new(method: &Method, uri: &Uri, peer: SocketAddr, metrics: Arc<Metrics>) -> Self {
         metrics.inflight(true);
         RequestLog {
             method: method.clone(),
-            path: capped(uri.path(), MAX_PATH_BYTES),
+            path: capped(uri.path(), MAX_PATH_BYTES).into_owned(),
             peer,
             inflight: Inflight(metrics),
             github_request_id: None,
@@ -563,7 +570,8 @@ impl RequestLog {
             ),
             Outcome::Forwarded | Outcome::Health => (None, None),
         };
-        let method = self.method.as_str();
+        let method = capped(self.method.as_str(), MAX_METHOD_BYTES);
+        let method = method.as_ref();
         let path = self.path.as_str();
         let client = match &self.key {
             Key::Verified(client) => Some(client.name.as_str()),
@@ -615,7 +623,10 @@ impl RequestLog {
             };
         }
         let unauthenticated = !matches!(self.key, Key::Verified(_));
-        if refused.is_some() && unauthenticated && !refusals::admit() {
+        // A replay verifies, but anyone holding a copy of the proof can send
+        // it: it is limited like a refusal no key stands behind.
+        let replayed = refused == Some(ErrorCode::ReplayDetected);
+        if refused.is_some() && (unauthenticated || replayed) && !refusals::admit() {
             return;
         }
         match &self.outcome {
@@ -679,10 +690,10 @@ fn millis(duration: Duration) -> f64 {
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, ending in `…`
-/// when cut.
-fn capped(text: &str, max: usize) -> String {
+/// when cut (borrowed when it fits: the common case costs nothing).
+fn capped(text: &str, max: usize) -> Cow<'_, str> {
     if text.len() <= max {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     const MARK: &str = "…";
     let mut end = max.saturating_sub(MARK.len());
@@ -692,7 +703,7 @@ fn capped(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(end + MARK.len());
     out.push_str(&text[..end]);
     out.push_str(MARK);
-    out
+    Cow::Owned(out)
 }
 
 /// The record waiting for the body to end.
@@ -1197,6 +1208,35 @@ mod tests {
         assert!(path.starts_with("/aaaa"));
         assert!(path.ends_with('…'));
         assert!(!path.contains("token"));
+    }
+
+    #[test]
+    fn a_long_method_is_capped_like_the_path() {
+        // Methods outside the seven are refused, but their record still
+        // names them, and a method is as long as the header section allows.
+        let long = Method::from_bytes("X".repeat(20_000).as_bytes()).unwrap();
+        let lines = capture(|| {
+            let request = RequestLog::new(
+                &long,
+                &"/user".parse().unwrap(),
+                SocketAddr::from(([192, 0, 2, 7], 4242)),
+                Arc::new(Metrics::new()),
+            );
+            drop(request.into_body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Duration::ZERO,
+                Full::new(Bytes::new()),
+            ));
+        });
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            lines[0]["message"], "request forwarded",
+            "the record is written, not dropped as too long"
+        );
+        let method = lines[0]["method"].as_str().unwrap();
+        assert!(method.len() <= MAX_METHOD_BYTES, "{} bytes", method.len());
+        assert!(method.starts_with("XXXX"));
+        assert!(method.ends_with('…'));
     }
 
     #[test]

@@ -1,16 +1,18 @@
-//! How many records of unauthenticated refusals are written.
+//! How many records of unauthenticated refusals (and replays) are written.
 //!
 //! A refusal that no verified key stands behind (a malformed proof, an
 //! unknown key, a bad signature, a stale timestamp, a target or method the
-//! proxy never forwards) costs its sender nothing, so a flood of them would
-//! otherwise cost us a log line each: CPU, the log queue shared with the
-//! records that matter, and whatever the log pipeline charges or drops
-//! (journald's rate limit drops the next lines whoever wrote them). So at
-//! most `--refusal-log-limit` of them are written per second; the rest are
-//! counted, and once a second one `"refusals not logged"` record says how
-//! many. Every refusal is still counted in the metrics, and refusals of
-//! verified clients (replays, policy, rate limits, upstream failures) are
-//! always logged: someone accountable stands behind those.
+//! proxy never forwards) costs its sender nothing, and so does a replay: its
+//! signatures verify, but whoever holds a copy of the proof can send it
+//! again and again. A flood of them would otherwise cost us a log line each:
+//! CPU, the log queue shared with the records that matter, and whatever the
+//! log pipeline charges or drops (journald's rate limit drops the next lines
+//! whoever wrote them). So at most `--refusal-log-limit` of them are written
+//! per second; the rest are counted, and once a second one `"refusals not
+//! logged"` record says how many. Every refusal is still counted in the
+//! metrics, and the other refusals of verified clients (policy, rate limits,
+//! upstream failures) are always logged: someone accountable stands behind
+//! those.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

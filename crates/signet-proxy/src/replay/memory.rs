@@ -132,6 +132,20 @@ impl MemoryReplayStore {
         Ok(())
     }
 
+    /// Whether `proof`'s key holds a live record: a look that records
+    /// nothing, so it decides nothing about a copy still on its way to
+    /// [`MemoryReplayStore::record`].
+    pub fn seen(&self, proof: &VerifiedProof) -> Result<bool, ReplayError> {
+        let key = proof.replay_key();
+        let index = (self.shard_hasher.hash_one(key) % SHARDS as u64) as usize;
+        let shard = self.lock(index)?;
+        let now = self.clock.now();
+        Ok(shard
+            .keep_until
+            .get(&key)
+            .is_some_and(|&keep_until| ReplayRecord::is_live(keep_until, now)))
+    }
+
     /// Takes one slot of the global capacity, if one is free.
     fn reserve(&self) -> bool {
         if self.len.fetch_add(1, Ordering::AcqRel) < self.capacity {
@@ -281,6 +295,21 @@ mod tests {
             store.record(&proofs.at(NOW, nonce(5_000))),
             Err(ReplayError::Unavailable(_))
         ));
+    }
+
+    #[test]
+    fn a_look_sees_live_records_only_and_records_nothing() {
+        let proofs = Proofs::new();
+        let (store, clock) = store(100);
+        let proof = proofs.at(NOW, nonce(1));
+        assert_eq!(store.seen(&proof), Ok(false));
+        assert!(store.is_empty(), "a look takes no record");
+        assert_eq!(store.record(&proof), Ok(()));
+        assert_eq!(store.seen(&proof), Ok(true));
+        assert_eq!(store.seen(&proofs.at(NOW, nonce(2))), Ok(false));
+        // An expired record is as good as none.
+        clock.set(NOW + 100);
+        assert_eq!(store.seen(&proof), Ok(false));
     }
 
     #[test]

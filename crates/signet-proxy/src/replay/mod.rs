@@ -68,6 +68,17 @@ impl ReplayStore {
         }
     }
 
+    /// Whether `proof` was recorded already: a look, for refusing a replay
+    /// before it costs its client anything (a rate token). It writes
+    /// nothing and settles nothing — two copies may both look before either
+    /// records — so only [`ReplayStore::record`] decides what is served.
+    pub async fn seen(&self, proof: &VerifiedProof) -> Result<bool, ReplayError> {
+        match self {
+            ReplayStore::Memory(store) => store.seen(proof),
+            ReplayStore::Redis(store) => store.seen(proof).await,
+        }
+    }
+
     /// Whether the store can take records now (for `/readyz`).
     pub async fn ready(&self) -> Result<(), ReplayError> {
         match self {

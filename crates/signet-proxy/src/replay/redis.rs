@@ -16,12 +16,20 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use signet_core::{Limits, ReplayScope, VerifiedProof};
 
-use super::ReplayError;
+use super::{ReplayError, ReplayKey};
 use crate::clock::Clock;
 use crate::config::Config;
 
 /// Prefix of every replay key in Redis, so the proxy can share a database.
 const KEY_PREFIX: &[u8] = b"signet:replay:";
+
+/// The Redis key of a replay record.
+fn redis_key(key: &ReplayKey) -> [u8; KEY_PREFIX.len() + 48] {
+    let mut out = [0u8; KEY_PREFIX.len() + 48];
+    out[..KEY_PREFIX.len()].copy_from_slice(KEY_PREFIX);
+    out[KEY_PREFIX.len()..].copy_from_slice(key);
+    out
+}
 
 /// Why the Redis store could not be set up (a bad URL, not a Redis that is down).
 #[derive(Debug, thiserror::Error)]
@@ -113,17 +121,28 @@ impl RedisReplayStore {
         let record = proof
             .replay_record(self.limits, now, ReplayScope::Shared)
             .map_err(|_| ReplayError::Stale)?;
-        let mut key = [0u8; KEY_PREFIX.len() + 48];
-        key[..KEY_PREFIX.len()].copy_from_slice(KEY_PREFIX);
-        key[KEY_PREFIX.len()..].copy_from_slice(&record.key);
         let ttl_ms = record.ttl_secs(now).saturating_mul(1000);
         let mut command = redis::cmd("SET");
-        command.arg(&key[..]).arg(1).arg("NX").arg("PX").arg(ttl_ms);
+        command
+            .arg(&redis_key(&record.key)[..])
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms);
         let written: Option<String> = self.run(&command).await?;
         match written {
             Some(_) => Ok(()),
             None => Err(ReplayError::Replayed),
         }
+    }
+
+    /// Whether some replica recorded `proof`: a look (`EXISTS`) that records
+    /// nothing. Records expire in Redis, so what exists is live.
+    pub async fn seen(&self, proof: &VerifiedProof) -> Result<bool, ReplayError> {
+        let mut command = redis::cmd("EXISTS");
+        command.arg(&redis_key(&proof.replay_key())[..]);
+        let found: u64 = self.run(&command).await?;
+        Ok(found > 0)
     }
 
     /// Whether Redis answers; asked at most once a second.

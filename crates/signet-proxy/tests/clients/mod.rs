@@ -426,12 +426,12 @@ async fn sighup_reloads_the_keys_file_of_the_running_binary() {
         ],
         &[],
     )
-    .stdout(std::process::Stdio::null())
     .spawn()
     .expect("spawn");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     crate::wait_until_healthy(addr, &mut child).await;
     let pid = child.id();
+    let reloads = reload_records(child.stdout.take().expect("stdout"));
     let _running = crate::security::Running(child);
     let signed = |signer: &Signer| {
         let now = crate::now();
@@ -443,32 +443,32 @@ async fn sighup_reloads_the_keys_file_of_the_running_binary() {
         Request::get("/user").proof(signer.sign_with(claims, "GET", "/user", b""))
     };
 
-    // Bob is added, but with the file's old modification time: only a
-    // SIGHUP makes the proxy read it again.
-    let modified = std::fs::metadata(&keys)
-        .and_then(|m| m.modified())
-        .expect("mtime");
+    // Bob is added, and the proxy told at once. (The watcher would notice
+    // the new content too, within its interval: the SIGHUP reload is the
+    // one whose record says so.)
+    assert_refused(
+        &crate::support::send(addr, &signed(&bob)).await,
+        ErrorCode::UnknownKey,
+    );
     std::fs::write(
         &keys,
         client_entry("alice", &alice, "") + &client_entry("bob", &bob, ""),
     )
     .expect("write");
-    std::fs::File::options()
-        .write(true)
-        .open(&keys)
-        .and_then(|file| file.set_modified(modified))
-        .expect("restore mtime");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_refused(
-        &crate::support::send(addr, &signed(&bob)).await,
-        ErrorCode::UnknownKey,
-    );
-
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status()
         .expect("kill -HUP");
     assert!(hup.success());
+    assert!(
+        eventually(async || reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|line| line["trigger"] == "SIGHUP" && line["clients"] == 2))
+        .await,
+        "the SIGHUP reload read the new file"
+    );
     assert!(
         eventually(async || crate::support::send(addr, &signed(&bob)).await.status == 200).await,
         "bob is trusted after SIGHUP"
@@ -477,6 +477,31 @@ async fn sighup_reloads_the_keys_file_of_the_running_binary() {
         crate::support::send(addr, &signed(&alice)).await.status,
         200
     );
+}
+
+/// The `"keys file reloaded"` records of a binary's stdout, collected on a
+/// thread of their own.
+fn reload_records(
+    stdout: std::process::ChildStdout,
+) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    let records = std::sync::Arc::<std::sync::Mutex<Vec<serde_json::Value>>>::default();
+    let collected = std::sync::Arc::clone(&records);
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if value["message"] == "keys file reloaded" {
+                collected
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(value);
+            }
+        }
+    });
+    records
 }
 
 #[tokio::test]
@@ -543,4 +568,218 @@ async fn a_stale_admin_proof_is_refused_for_its_clock_not_its_key() {
         &crate::support::send(admin.addr, &Request::get("/stats").proof(stale)).await,
         ErrorCode::ClockSkew,
     );
+}
+
+/// The proxy binary trusting the clients of `keys` (a path, followed if a
+/// symlink), in front of `upstream`; its stdout is dropped.
+async fn binary_with_keys_file(
+    keys: &Path,
+    upstream: &signet_proxy::standin::StandIn,
+) -> (std::net::SocketAddr, crate::security::Running) {
+    let port = crate::support::free_port().to_string();
+    let mut child = crate::binary(
+        &[
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--github-api",
+            &upstream.url(),
+            "--github-token",
+            crate::support::TOKEN,
+            "--keys-file",
+            &keys.display().to_string(),
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    crate::wait_until_healthy(addr, &mut child).await;
+    (addr, crate::security::Running(child))
+}
+
+/// A signed `GET /user` for the binary's real clock.
+fn signed_now(signer: &Signer) -> Request {
+    let now = crate::now();
+    let claims = Claims {
+        exp: now + 300,
+        ts: now,
+        purpose: "test",
+    };
+    Request::get("/user").proof(signer.sign_with(claims, "GET", "/user", b""))
+}
+
+/// Writes `text` to `path` and gives it the modification time `mtime`, as
+/// `cp -p` and a Nix store (every file at 1 s past the epoch) do.
+fn write_with_mtime(path: &Path, text: &str, mtime: std::time::SystemTime) {
+    std::fs::write(path, text).expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(mtime))
+        .expect("set mtime");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_file_rewritten_with_its_old_mtime_is_reloaded_without_sighup() {
+    let upstream = signet_proxy::standin::StandIn::start(Some(crate::support::TOKEN))
+        .await
+        .expect("stand-in");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let alice = Signer::new();
+    let bob = Signer::new();
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    write_with_mtime(
+        &keys,
+        &(client_entry("alice", &alice, "") + &client_entry("bob", &bob, "")),
+        mtime,
+    );
+    let (addr, _running) = binary_with_keys_file(&keys, &upstream).await;
+    assert_eq!(
+        crate::support::send(addr, &signed_now(&bob)).await.status,
+        200
+    );
+
+    // Bob is removed; the file keeps its modification time.
+    write_with_mtime(&keys, &client_entry("alice", &alice, ""), mtime);
+    assert!(
+        eventually(async || crate::support::send(addr, &signed_now(&bob)).await.status == 401)
+            .await,
+        "bob is cut off once the file drops him, whatever its mtime"
+    );
+    assert_eq!(
+        crate::support::send(addr, &signed_now(&alice)).await.status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_file_symlink_swapped_to_a_file_with_the_same_mtime_is_reloaded() {
+    let upstream = signet_proxy::standin::StandIn::start(Some(crate::support::TOKEN))
+        .await
+        .expect("stand-in");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = Signer::new();
+    let bob = Signer::new();
+    // Two generations, as a Nix store holds them: every file's mtime is 1.
+    let store_mtime = std::time::UNIX_EPOCH + Duration::from_secs(1);
+    let old = dir.path().join("old-keys.toml");
+    let new = dir.path().join("new-keys.toml");
+    write_with_mtime(
+        &old,
+        &(client_entry("alice", &alice, "") + &client_entry("bob", &bob, "")),
+        store_mtime,
+    );
+    write_with_mtime(&new, &client_entry("alice", &alice, ""), store_mtime);
+    let keys = dir.path().join("keys.toml");
+    std::os::unix::fs::symlink(&old, &keys).expect("symlink");
+    let (addr, _running) = binary_with_keys_file(&keys, &upstream).await;
+    assert_eq!(
+        crate::support::send(addr, &signed_now(&bob)).await.status,
+        200
+    );
+
+    // The link is swapped atomically to the generation without bob.
+    let next = dir.path().join("keys.toml.next");
+    std::os::unix::fs::symlink(&new, &next).expect("symlink");
+    std::fs::rename(&next, &keys).expect("swap the link");
+    assert!(
+        eventually(async || crate::support::send(addr, &signed_now(&bob)).await.status == 401)
+            .await,
+        "bob is cut off once the link names a file without him"
+    );
+    assert_eq!(
+        crate::support::send(addr, &signed_now(&alice)).await.status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_key_that_is_also_a_client_key_is_refused_at_startup_check_config_and_reload() {
+    let admin = AdminClient {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port())),
+        signer: Signer::new(),
+    };
+    let admin_hex = public_key_hex(&admin.signer.key());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = Signer::new();
+    let with_admin_as_client = dir.path().join("with-admin.toml");
+    std::fs::write(
+        &with_admin_as_client,
+        client_entry("alice", &alice, "") + &client_entry("ops", &admin.signer, ""),
+    )
+    .expect("write");
+
+    // As --master-key, at startup.
+    let stderr = crate::startup_error(
+        &[
+            "--github-token",
+            "t",
+            "--master-key",
+            &admin_hex,
+            "--admin-key",
+            &admin_hex,
+        ],
+        &[],
+    );
+    assert!(stderr.contains("--admin-key"), "{stderr}");
+    assert!(stderr.contains("client"), "{stderr}");
+    // As a client of the keys file, at startup and in check-config.
+    let keys_flag = with_admin_as_client.display().to_string();
+    let stderr = crate::startup_error(
+        &[
+            "--github-token",
+            "t",
+            "--keys-file",
+            &keys_flag,
+            "--admin-key",
+            &admin_hex,
+        ],
+        &[],
+    );
+    assert!(stderr.contains("\"ops\""), "{stderr}");
+    assert!(stderr.contains("admin key"), "{stderr}");
+    let checked = crate::binary(
+        &[
+            "check-config",
+            "--github-token",
+            "t",
+            "--keys-file",
+            &keys_flag,
+            "--admin-key",
+            &admin_hex,
+        ],
+        &[],
+    )
+    .output()
+    .expect("run check-config");
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(stderr.contains("admin key"), "{stderr}");
+
+    // Added to the keys file of a running proxy: the reload is refused, by
+    // the admin API and by the watcher alike.
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, client_entry("alice", &alice, "")).expect("write");
+    let keys_path = keys.clone();
+    let admin_config = with_admin(&admin.signer, admin.addr.port());
+    let env = Env::start_with(move |config| {
+        admin_config(config);
+        config.master_keys.clear();
+        config.keys_file = Some(keys_path);
+    })
+    .await;
+    std::fs::copy(&with_admin_as_client, &keys).expect("copy");
+    let reload = admin.post("/reload", "").await;
+    assert_eq!(reload.status, 422, "{}", reload.text());
+    assert!(reload.text().contains("admin key"), "{}", reload.text());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_refused(
+        &get(&env, &admin.signer, "/user").await,
+        ErrorCode::UnknownKey,
+    );
+    assert_eq!(get(&env, &alice, "/user").await.status, 200);
 }

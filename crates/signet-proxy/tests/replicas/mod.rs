@@ -308,3 +308,67 @@ async fn a_secondary_limit_one_replica_hit_holds_back_every_replica() {
     let held = wait_for_status(replica.addr, || get("/search/issues?q=x"), 429).await;
     assert_refused(&held, ErrorCode::UpstreamSecondaryLimit);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_of_a_captured_proof_never_take_tokens_from_the_shared_rate() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let victim = crate::support::Signer::new();
+    std::fs::write(
+        &keys,
+        format!(
+            "[[client]]\nname = \"victim\"\nkey = \"{}\"\nrate = \"3/hour\"\n",
+            signet_core::public_key_hex(&victim.key())
+        ),
+    )
+    .expect("write");
+    let shared = |config: &mut signet_proxy::Config| {
+        config.redis_url = Some(RedisUrl::new(redis.url()));
+        config.master_keys.clear();
+        config.keys_file = Some(keys.clone());
+    };
+    let env = Env::start_with(shared).await;
+    let mut second = config(&env.upstream.url(), &env.signer);
+    shared(&mut second);
+    let replica = RunningProxy::start(&second).await;
+    let fresh = || Request::get("/user").proof(victim.sign("GET", "/user", b""));
+
+    // A captured proof, replayed on both replicas.
+    let captured = fresh();
+    assert_eq!(env.send(&captured).await.status, 200);
+    for _ in 0..10 {
+        assert_refused(&env.send(&captured).await, ErrorCode::ReplayDetected);
+        assert_refused(
+            &send(replica.addr, &captured).await,
+            ErrorCode::ReplayDetected,
+        );
+    }
+
+    // Copies of one new proof, racing on both replicas: one is served, and
+    // the refused ones give back what they took from the shared bucket.
+    let copies = std::sync::Arc::new(fresh());
+    let sent: Vec<_> = (0..16)
+        .map(|n| {
+            let copy = std::sync::Arc::clone(&copies);
+            let addr = if n % 2 == 0 {
+                env.proxy.addr
+            } else {
+                replica.addr
+            };
+            tokio::spawn(async move { send(addr, &copy).await.status })
+        })
+        .collect();
+    let mut served = 0;
+    for status in sent {
+        if status.await.expect("task") == 200 {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 1, "one proof, one request served");
+
+    // Two of the victim's three requests were its own: one is left.
+    assert_eq!(send(replica.addr, &fresh()).await.status, 200);
+    assert_refused(&env.send(&fresh()).await, ErrorCode::RateLimited);
+    assert_eq!(env.upstream.requests().len(), 3);
+}

@@ -675,16 +675,22 @@ async fn memory_under_an_unauthenticated_flood_is_bounded_and_comes_back() {
 /// Sends `count` pipelined unsigned requests on one connection and reads
 /// all the answers (each is a 401): log lines the proxy must write.
 async fn flood(addr: SocketAddr, count: usize) -> usize {
+    flood_with(addr, b"GET /user HTTP/1.1\r\nHost: p\r\n\r\n", count).await
+}
+
+/// Sends `request` `count` times, pipelined on one connection, and reads all
+/// the answers; returns how many were 401s.
+async fn flood_with(addr: SocketAddr, request: &[u8], count: usize) -> usize {
     let Ok(stream) = TcpStream::connect(addr).await else {
         return 0;
     };
     let (mut reader, mut writer) = stream.into_split();
     // The write half stays open until every answer is read: a client that
     // half-closes while requests are still pipelined loses the last ones.
+    let batch = request.repeat(250);
     let sender = tokio::spawn(async move {
-        let batch = "GET /user HTTP/1.1\r\nHost: p\r\n\r\n".repeat(250);
         for _ in 0..count / 250 {
-            if writer.write_all(batch.as_bytes()).await.is_err() {
+            if writer.write_all(&batch).await.is_err() {
                 break;
             }
         }
@@ -896,4 +902,182 @@ async fn a_junk_flood_writes_at_most_the_limit_per_second_and_counts_the_rest() 
 async fn ten_thousand_pipelined_requests_on_one_connection_are_all_answered() {
     let env = Env::start().await;
     assert_eq!(flood(env.proxy.addr, 10_000).await, 10_000);
+}
+
+// ===========================================================================
+// Second review, 8. Replays of a captured proof are not the victim's traffic
+// ===========================================================================
+
+/// A proxy that trusts only `victim`, with rate limit `rate`; keep the
+/// directory alive as long as the proxy.
+async fn env_trusting_at_rate(victim: &Signer, rate: &str) -> (Env, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys,
+        format!(
+            "[[client]]\nname = \"victim\"\nkey = \"{}\"\nrate = \"{rate}\"\n",
+            signet_core::public_key_hex(&victim.key())
+        ),
+    )
+    .expect("write keys file");
+    let env = Env::start_with(|config| {
+        config.master_keys.clear();
+        config.keys_file = Some(keys);
+    })
+    .await;
+    (env, dir)
+}
+
+#[tokio::test]
+async fn replays_of_a_captured_proof_never_take_tokens_from_the_victims_rate() {
+    let victim = Signer::new();
+    let (env, _dir) = env_trusting_at_rate(&victim, "3/hour").await;
+    let fresh = || Request::get("/user").proof(victim.sign("GET", "/user", b""));
+    let captured = fresh();
+    assert_eq!(env.send(&captured).await.status, 200);
+
+    for _ in 0..20 {
+        assert_refused(&env.send(&captured).await, ErrorCode::ReplayDetected);
+    }
+    // The victim's bucket is as its own request left it: two of three left.
+    assert_eq!(env.send(&fresh()).await.status, 200);
+    assert_eq!(env.send(&fresh()).await.status, 200);
+    assert_refused(&env.send(&fresh()).await, ErrorCode::RateLimited);
+    assert_eq!(env.upstream.requests().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_of_one_proof_leave_one_token_taken_between_them() {
+    let victim = Signer::new();
+    let (env, _dir) = env_trusting_at_rate(&victim, "3/hour").await;
+    let fresh = || Request::get("/user").proof(victim.sign("GET", "/user", b""));
+    let copies = std::sync::Arc::new(fresh());
+    let addr = env.proxy.addr;
+    let sent: Vec<_> = (0..16)
+        .map(|_| {
+            let copy = std::sync::Arc::clone(&copies);
+            tokio::spawn(async move { send(addr, &copy).await })
+        })
+        .collect();
+    let mut served = 0;
+    for reply in sent {
+        let reply = reply.await.expect("task");
+        match reply.status {
+            200 => served += 1,
+            // A copy racing the first one may find its tokens held for a
+            // moment; it is refused either way, and gives them back.
+            _ => assert!(
+                [ErrorCode::ReplayDetected, ErrorCode::RateLimited]
+                    .iter()
+                    .any(|code| reply.json()["error"]["code"] == code.as_str()),
+                "{}",
+                reply.text()
+            ),
+        }
+    }
+    assert_eq!(served, 1, "one proof, one request served");
+
+    // Every copy that was refused gave its token back.
+    assert_eq!(env.send(&fresh()).await.status, 200);
+    assert_eq!(env.send(&fresh()).await.status, 200);
+    assert_refused(&env.send(&fresh()).await, ErrorCode::RateLimited);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_flood_is_log_limited_like_an_unauthenticated_one_and_counted_in_full() {
+    let metrics = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+    let mut proxy = LoggedProxy::start(&[
+        "--refusal-log-limit",
+        "5",
+        "--metrics-listen",
+        &metrics.to_string(),
+    ])
+    .await;
+    let lines = proxy.collect_lines();
+    let now = crate::now();
+    let claims = crate::support::Claims {
+        exp: now + 300,
+        ts: now,
+        purpose: "test",
+    };
+    let captured = Request::get("/user").proof(proxy.signer.sign_with(claims, "GET", "/user", b""));
+    assert_eq!(send(proxy.addr, &captured).await.status, 200);
+
+    // Few enough to be sent well within the proof's freshness window,
+    // however slow the machine: each one is verified before it is a replay.
+    let replays = 500;
+    let bytes = captured.to_bytes(&proxy.addr.to_string());
+    assert_eq!(
+        flood_with(proxy.addr, &bytes, replays).await,
+        replays,
+        "every replay answered 401"
+    );
+
+    // Written plus reported is every replay, once the reports are in.
+    let tally = || {
+        let lines = lines.lock().unwrap_or_else(|e| e.into_inner());
+        let written = lines
+            .iter()
+            .filter(|line| line["code"] == "REPLAY_DETECTED")
+            .count();
+        let reported: u64 = lines
+            .iter()
+            .filter(|line| line["message"] == "refusals not logged")
+            .map(|line| line["count"].as_u64().unwrap_or(0))
+            .sum();
+        (written as u64, reported)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tally().0 + tally().1 < replays as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (written, reported) = tally();
+    assert_eq!(
+        written + reported,
+        replays as u64,
+        "written {written}, reported {reported}"
+    );
+    assert!(written >= 5, "the first replays are written: {written}");
+    assert!(reported > 0, "most of the flood is only counted");
+
+    // The metrics count every one of them.
+    let scrape = send(metrics, &Request::get("/metrics")).await;
+    let expected = format!(r#"signet_auth_failures_total{{code="REPLAY_DETECTED"}} {replays}"#);
+    assert!(
+        scrape.text().lines().any(|line| line == expected),
+        "{expected:?} missing in:\n{}",
+        scrape.text()
+    );
+}
+
+// ===========================================================================
+// Second review, 16. The log's method field is bounded
+// ===========================================================================
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_a_huge_method_is_logged_with_the_method_capped() {
+    let mut proxy = LoggedProxy::start(&[]).await;
+    let lines = proxy.collect_lines();
+    let method = "X".repeat(20_000);
+    let reply = send(proxy.addr, &Request::new(&method, "/user")).await;
+    assert_refused(&reply, ErrorCode::MethodNotAllowed);
+
+    let record = || {
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|line| line["code"] == "METHOD_NOT_ALLOWED")
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while record().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = record().expect("the refusal's record is written, not dropped as too long");
+    let logged = record["method"].as_str().unwrap_or_default();
+    assert!(logged.starts_with("XXXX"), "{record}");
+    assert!(logged.ends_with('…'), "{record}");
+    assert!(logged.len() <= 32, "{} bytes: {record}", logged.len());
 }
