@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use signet_proxy::serving::{Runtimes, Serving};
+use signet_proxy::app::serving::{Runtimes, Serving};
 use signet_proxy::standin::StandIn;
 use signet_proxy::Server;
 use tokio::sync::oneshot;

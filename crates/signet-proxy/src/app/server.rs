@@ -18,20 +18,20 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
-use crate::admin::{self, Admin};
-use crate::clients::{Clients, KeysFileError};
+use crate::app::admin::{self, Admin};
+use crate::app::serving::Serving;
+use crate::auth::clients::{Clients, KeysFileError};
+use crate::auth::replay::{connect_redis, RedisSetupError, ReplayStore};
+use crate::auth::revocation::{RevocationError, Revocations};
 use crate::config::Config;
-use crate::connection::{self, Timeouts};
-use crate::credentials::{CredentialError, Credentials};
-use crate::forward::ForwardSetupError;
-use crate::metrics::{self, Metrics};
+use crate::ingress::connection::{self, Timeouts};
+use crate::observe::metrics::{self, Metrics};
 use crate::pipeline::Proxy;
-use crate::quota::QuotaGuard;
-use crate::rate::RateLimiter;
+use crate::policy::rate::RateLimiter;
 use crate::refusal::Refusal;
-use crate::replay::{connect_redis, RedisSetupError, ReplayStore};
-use crate::revoke::{RevocationError, Revocations};
-use crate::serving::Serving;
+use crate::upstream::api::quota::QuotaGuard;
+use crate::upstream::credentials::{CredentialError, Credentials};
+use crate::upstream::forward::ForwardSetupError;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -194,8 +194,9 @@ impl Server {
             Arc::clone(&self.clients),
             Arc::clone(self.proxy.metrics()),
         )));
-        let _refusal_reports =
-            AbortOnDrop(tokio::spawn(crate::logging::report_unlogged_refusals()));
+        let _refusal_reports = AbortOnDrop(tokio::spawn(
+            crate::observe::logging::report_unlogged_refusals(),
+        ));
         let _quota = AbortOnDrop(tokio::spawn(
             Arc::clone(self.proxy.quota()).sync(self.proxy.clock().clone()),
         ));

@@ -17,9 +17,11 @@
 //!   `%2E`, `%25`, any case) or a raw `\`, so no segment a wildcard accepts
 //!   can turn into several, or climb, at an upstream that decodes it.
 
+pub(crate) mod rate;
+
 use signet_core::{ErrorCode, Purpose, VerifiedProof};
 
-use crate::clients::Client;
+use crate::auth::clients::Client;
 use crate::refusal::Refusal;
 
 /// Which verified proofs may use the proxy, for every client.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hyper_util::client::legacy::Builder;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-use crate::forward::{UpstreamClient, UpstreamConnector};
+use crate::upstream::forward::{UpstreamClient, UpstreamConnector};
 
 thread_local! {
     /// This thread's pools, by the id of the [`Pools`] they belong to.

@@ -25,7 +25,7 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::credentials::Current;
+use crate::upstream::credentials::Current;
 
 /// How long a refused scope is answered locally before GitHub is asked again.
 pub const REFUSAL_HOLD: Duration = Duration::from_secs(30);

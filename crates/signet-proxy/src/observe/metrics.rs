@@ -24,7 +24,7 @@ use signet_core::ErrorCode;
 use tokio::net::TcpListener;
 
 use crate::body::ProxyBody;
-use crate::health;
+use crate::ingress::health;
 use crate::pipeline::Proxy;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -301,13 +301,13 @@ impl Metrics {
     }
 
     /// The cache answered a request.
-    pub fn cache_answered(&self, outcome: crate::cache::Outcome) {
+    pub fn cache_answered(&self, outcome: crate::upstream::api::cache::Outcome) {
         self.cache_responses
             .get_or_create(&ResultLabels {
                 result: outcome.as_str(),
             })
             .inc();
-        if outcome != crate::cache::Outcome::Miss {
+        if outcome != crate::upstream::api::cache::Outcome::Miss {
             self.cache_quota_saved.inc();
         }
     }
@@ -337,10 +337,10 @@ impl Metrics {
 
     /// The whole exposition, OpenMetrics text.
     pub fn encode(&self) -> String {
-        let dropped = crate::logging::dropped_lines();
+        let dropped = crate::observe::logging::dropped_lines();
         let seen = self.log_lines_dropped_seen.swap(dropped, Ordering::AcqRel);
         self.log_lines_dropped.inc_by(dropped.saturating_sub(seen));
-        let unlogged = crate::logging::unlogged_refusals();
+        let unlogged = crate::observe::logging::unlogged_refusals();
         let seen = self.refusals_unlogged_seen.swap(unlogged, Ordering::AcqRel);
         self.refusals_unlogged.inc_by(unlogged.saturating_sub(seen));
         let mut text = String::new();
@@ -355,7 +355,7 @@ impl Metrics {
 /// health checks as the proxy's own port answers them (`GET`/`HEAD` on
 /// `--health-path` and `/readyz`); anything else is 404.
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
-    crate::side::serve(listener, move |request: Request<hyper::body::Incoming>| {
+    crate::app::side::serve(listener, move |request: Request<hyper::body::Incoming>| {
         let proxy = Arc::clone(&proxy);
         async move {
             let (method, path) = (request.method(), request.uri().path());

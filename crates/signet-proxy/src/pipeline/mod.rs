@@ -19,23 +19,23 @@ use signet_core::{
     BodyDigest, ErrorCode, ProofHeader, RequestParts, Verifier, VerifyError, HEADER_NAME,
 };
 
+use crate::auth::clients::Clients;
+use crate::auth::replay::ReplayStore;
+use crate::auth::revocation::Revocations;
 use crate::body::{self, BodyBudget, ProxyBody};
-use crate::cache::{Cache, Plan};
-use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::credentials::Credentials;
-use crate::forward::{ForwardSetupError, Forwarder};
-use crate::health;
-use crate::logging::{LoggedBody, RequestLog};
-use crate::metrics::Metrics;
+use crate::ingress::health;
+use crate::ingress::target;
+use crate::observe::logging::{LoggedBody, RequestLog};
+use crate::observe::metrics::Metrics;
+use crate::policy::rate::RateLimiter;
 use crate::policy::Policy;
-use crate::quota::QuotaGuard;
-use crate::rate::RateLimiter;
 use crate::refusal::Refusal;
-use crate::replay::ReplayStore;
-use crate::revoke::Revocations;
-use crate::target;
+use crate::upstream::api::cache::{Cache, Plan};
+use crate::upstream::api::quota::QuotaGuard;
+use crate::upstream::credentials::Credentials;
+use crate::upstream::forward::{ForwardSetupError, Forwarder};
 
 /// The body of every response: the proxy's own or the upstream's, with the
 /// request's log record, written when the body ends.
@@ -166,7 +166,10 @@ impl Proxy {
         if let Some(id) = response.headers().get(GITHUB_REQUEST_ID) {
             log.github_request_id(id);
         }
-        if let Some(cache) = response.headers().get(crate::cache::X_SIGNET_CACHE) {
+        if let Some(cache) = response
+            .headers()
+            .get(crate::upstream::api::cache::X_SIGNET_CACHE)
+        {
             log.cache(cache);
         }
         response.map(|body| log.into_body(status, started.elapsed(), body))

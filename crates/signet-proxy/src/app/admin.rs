@@ -25,16 +25,16 @@ use serde::Deserialize;
 use signet_core::{BodyDigest, ErrorCode, RequestParts, Verifier, VerifyingKey};
 use tokio::net::TcpListener;
 
+use crate::auth::clients::Clients;
+use crate::auth::replay::MemoryReplayStore;
+use crate::auth::revocation::{Revocation, Revocations};
 use crate::body::{self, BodyBudget, ProxyBody};
-use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::ingress::target;
+use crate::observe::metrics::Metrics;
 use crate::pipeline::proof_header;
 use crate::refusal::Refusal;
-use crate::replay::MemoryReplayStore;
-use crate::revoke::{Revocation, Revocations};
-use crate::target;
 
 /// The purpose every admin proof must be bound to.
 pub const ADMIN_PURPOSE: &str = "admin";
@@ -190,7 +190,7 @@ impl Admin {
             "revoked_ephemeral_keys": revoked.ephemeral_keys.len(),
             "revocations_shared": self.revocations.is_shared(),
             "replay_store": self.replay_kind,
-            "log_lines_dropped": crate::logging::dropped_lines(),
+            "log_lines_dropped": crate::observe::logging::dropped_lines(),
         })
     }
 
@@ -263,7 +263,7 @@ fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
 
 /// Serves the admin API on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
-    crate::side::serve(listener, move |request| {
+    crate::app::side::serve(listener, move |request| {
         let admin = Arc::clone(&admin);
         async move { admin.handle(request).await }
     })

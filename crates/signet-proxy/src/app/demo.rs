@@ -21,9 +21,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use signet_core::{public_key_hex, Binding, BodyDigest, Purpose, RequestParts, SigningKey};
 
+use crate::app::server::Server;
 use crate::config::{Config, Upstream};
 use crate::secret::GitHubToken;
-use crate::server::Server;
 use crate::standin::StandIn;
 
 const DEMO_TOKEN: &str = "ghs_demo_token_that_never_leaves_the_proxy";
@@ -153,7 +153,7 @@ async fn keep_running(
     println!("  gh api --paginate /repos/octo-org/hello-world/issues --jq '.[].url'");
     println!("  curl -s $GITHUB_API_URL/repos/octo-org/hello-world");
     println!();
-    crate::server::shutdown_signal().await;
+    crate::app::server::shutdown_signal().await;
     println!("signet-proxy demo: stopped; {} removed", dir.0.display());
     Ok(())
 }

@@ -15,8 +15,8 @@ use signet_core::ErrorCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-use crate::cache::Recorder;
 use crate::refusal::Refusal;
+use crate::upstream::api::cache::Recorder;
 
 /// The body of every response the proxy sends: a small in-memory body
 /// (health, refusals) or the upstream's body, streamed frame by frame.

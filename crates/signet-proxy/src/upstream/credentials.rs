@@ -13,7 +13,7 @@
 //!   jitter, and the old token keeps serving until the new one arrives.
 //!
 //! A keys-file client with a `github` scope is forwarded with a token minted
-//! for that scope instead ([`crate::scope`]), App mode only.
+//! for that scope instead ([`crate::upstream::scope`]), App mode only.
 //!
 //! Only `201 Created` with a token is a successful exchange; anything else
 //! hands nobody a token. A token's length and prefix are never assumed.
@@ -36,10 +36,10 @@ use tokio::sync::Notify;
 use signet_core::ErrorCode;
 
 use crate::config::Upstream;
-use crate::forward::UpstreamClient;
 use crate::refusal::Refusal;
-use crate::scope::{GitHubScope, Minted, ScopedTokens, Slot};
 use crate::secret::GitHubToken;
+use crate::upstream::forward::UpstreamClient;
+use crate::upstream::scope::{GitHubScope, Minted, ScopedTokens, Slot};
 
 /// Where the upstream credential comes from.
 #[derive(Debug, Clone)]

@@ -44,8 +44,8 @@ use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::{MakeWriter, SubscriberBuilder};
 
 use self::json::JsonLine;
-use crate::clients::Client;
-use crate::metrics::Metrics;
+use crate::auth::clients::Client;
+use crate::observe::metrics::Metrics;
 use crate::refusal::Refusal;
 
 /// Bytes of log lines that may wait for stdout. Memory stays bounded however
@@ -511,12 +511,12 @@ impl RequestLog {
     /// How the conditional-request cache answered, from `X-Signet-Cache`.
     pub fn cache(&mut self, value: &http::HeaderValue) {
         self.cache = [
-            crate::cache::Outcome::Hit,
-            crate::cache::Outcome::Revalidated,
-            crate::cache::Outcome::Miss,
+            crate::upstream::api::cache::Outcome::Hit,
+            crate::upstream::api::cache::Outcome::Revalidated,
+            crate::upstream::api::cache::Outcome::Miss,
         ]
         .into_iter()
-        .map(crate::cache::Outcome::as_str)
+        .map(crate::upstream::api::cache::Outcome::as_str)
         .find(|name| name.as_bytes() == value.as_bytes());
     }
 

@@ -4,6 +4,8 @@
 //! [`ConfigError`] whose message is what the user sees before the process
 //! exits non-zero. Tests build `Config` values directly with [`Config::new`].
 
+pub mod cli;
+
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,10 +14,10 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
 use signet_core::{parse_public_key_hex, Limits, Purpose, VerifyingKey};
 
+use crate::app::serving::Serving;
 use crate::clock::Clock;
-use crate::credentials::{AppCredential, CredentialSource};
 use crate::secret::{GitHubToken, RedisUrl};
-use crate::serving::Serving;
+use crate::upstream::credentials::{AppCredential, CredentialSource};
 use crate::Args;
 
 /// Everything the proxy needs to run, already validated.
@@ -236,7 +238,7 @@ impl Config {
             max_body_size: 1024 * 1024,
             body_buffer_budget: 32 * 1024 * 1024,
             max_connections: 1024,
-            refusal_log_limit: crate::logging::DEFAULT_REFUSAL_LOG_LIMIT,
+            refusal_log_limit: crate::observe::logging::DEFAULT_REFUSAL_LOG_LIMIT,
             upstream_timeout: Duration::from_secs(30),
             upstream_concurrency: 100,
             cache_size: 64 * 1024 * 1024,

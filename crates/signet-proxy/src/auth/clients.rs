@@ -26,9 +26,9 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use signet_core::{key_id, parse_public_key_hex, Purpose, VerifyingKey};
 
+use crate::policy::rate::Rate;
 use crate::policy::Rule;
-use crate::rate::Rate;
-use crate::scope::{GitHubScope, ScopeEntry};
+use crate::upstream::scope::{GitHubScope, ScopeEntry};
 
 /// One trusted master key and what it may do.
 #[derive(Debug, Clone)]

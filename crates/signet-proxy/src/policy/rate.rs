@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use signet_core::ErrorCode;
 
-use crate::clients::Client;
+use crate::auth::clients::Client;
 use crate::refusal::Refusal;
 
 /// A limit of `count` requests per `period`.

@@ -23,11 +23,11 @@ use signet_http::headers::remove_hop_by_hop;
 
 use crate::body::{BufferedBody, ProxyBody};
 use crate::config::{Config, Upstream};
-use crate::credentials::{Credentials, Current};
-use crate::links::LinkRewriter;
-use crate::pool::Pools;
 use crate::refusal::Refusal;
-use crate::scope::GitHubScope;
+use crate::upstream::api::links::LinkRewriter;
+use crate::upstream::credentials::{Credentials, Current};
+use crate::upstream::pool::Pools;
+use crate::upstream::scope::GitHubScope;
 
 /// Request headers a client may not pass upstream, besides the hop-by-hop set.
 const CLIENT_ONLY: [HeaderName; 6] = [
