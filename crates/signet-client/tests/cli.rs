@@ -856,7 +856,7 @@ fn curl_refuses_to_send_a_user_supplied_proof() {
 /// GitHub API stand-in, trusting `master_hex`.
 struct RealProxy {
     url: String,
-    upstream: signet_proxy::standin::StandIn,
+    upstream: signet_standin::StandIn,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -874,7 +874,7 @@ fn real_proxy_with(master_hex: &str, tweak: impl FnOnce(&mut signet_proxy::Confi
         .build()
         .unwrap();
     let (upstream, addr) = runtime.block_on(async {
-        let upstream = signet_proxy::standin::StandIn::start(Some(SHARED_TOKEN))
+        let upstream = signet_standin::StandIn::start(Some(SHARED_TOKEN))
             .await
             .unwrap();
         let mut config = Config::new(

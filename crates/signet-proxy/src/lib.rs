@@ -35,7 +35,6 @@ pub(crate) mod pipeline;
 pub(crate) mod policy;
 pub(crate) mod refusal;
 pub(crate) mod secret;
-pub mod standin;
 pub mod upstream;
 
 pub use app::server::{shutdown_signal, Server, StartError};

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         }
     };
     let runtime = runtimes.main();
+    #[cfg(feature = "demo")]
     if let Some(Command::Demo { keep }) = args.command {
         return runtime.block_on(signet_proxy::app::demo::run(keep));
     }

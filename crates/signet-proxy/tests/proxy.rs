@@ -24,8 +24,8 @@ use ed25519_dalek::Signer as _;
 use serde::Deserialize;
 use serde_json::Value;
 use signet_core::{BindingMessage, ErrorCode, SigningKey, TOKEN_STORE_MESSAGE};
-use signet_proxy::standin::StandIn;
 use signet_proxy::Clock;
+use signet_standin::StandIn;
 use support::{
     assert_no_token, assert_refusal_headers, assert_refused, assert_refused_with, closed_port,
     config, free_port, random_bytes, send, send_counting, Claims, Env, Reply, Request,
@@ -1707,6 +1707,7 @@ async fn the_binary_forwards_logs_one_json_line_per_request_and_stops_on_sigterm
     assert!(!exited.stdout.contains("hidden"));
 }
 
+#[cfg(feature = "demo")]
 #[test]
 fn the_demo_command_succeeds() {
     let child = binary(&["demo"], &[]).spawn().unwrap();

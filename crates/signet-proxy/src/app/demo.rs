@@ -20,11 +20,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use signet_core::{public_key_hex, Binding, BodyDigest, Purpose, RequestParts, SigningKey};
+use signet_standin::StandIn;
 
 use crate::app::server::Server;
 use crate::config::{Config, Upstream};
 use crate::secret::GitHubToken;
-use crate::standin::StandIn;
 
 const DEMO_TOKEN: &str = "ghs_demo_token_that_never_leaves_the_proxy";
 

@@ -7,9 +7,11 @@
 //! - [`serving`]: which threads serve (`--runtime`);
 //! - `side`, `admin`: the small listeners beside the proxy's own (the admin
 //!   API; the metrics use one too);
-//! - [`demo`]: the `demo` command.
+//! - `demo`: the `demo` command (the default `demo` feature), against the
+//!   GitHub API stand-in of the `signet-standin` crate.
 
 pub(crate) mod admin;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub(crate) mod server;
 pub mod serving;

@@ -215,6 +215,7 @@ pub enum Command {
     /// Run the whole product path on loopback against a built-in GitHub API
     /// stand-in, with a throwaway key: a signed request, a replay, an unsigned
     /// request. Exits 0 when each behaves as the spec says.
+    #[cfg(feature = "demo")]
     Demo {
         /// Afterwards, keep the proxy and the stand-in running with the key in
         /// a temporary directory, and print the `signet curl` / `signet agent`

@@ -402,7 +402,7 @@ async fn a_revoked_client_or_ephemeral_key_is_unknown_until_unrevoked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_keys_file_of_the_running_binary() {
-    let upstream = signet_proxy::standin::StandIn::start(Some(crate::support::TOKEN))
+    let upstream = signet_standin::StandIn::start(Some(crate::support::TOKEN))
         .await
         .expect("stand-in");
     let dir = tempfile::tempdir().expect("tempdir");

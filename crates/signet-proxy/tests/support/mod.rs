@@ -10,8 +10,8 @@ use serde_json::Value;
 use signet_core::{
     Binding, BodyDigest, ErrorCode, ProofHeader, Purpose, RequestParts, SigningKey, VerifyingKey,
 };
-use signet_proxy::standin::StandIn;
 use signet_proxy::{Clock, Config, GitHubToken, Server, Upstream};
+use signet_standin::StandIn;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
