@@ -14,6 +14,7 @@ mod health;
 mod http_vectors;
 mod https;
 mod invariant;
+mod layout;
 mod real_binary;
 mod refusals;
 mod replicas;
