@@ -15,8 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use signet_core::{Binding, BodyDigest, Purpose, RequestParts, SigningKey};
-use signet_proxy::standin::StandIn;
 use signet_proxy::{Config, GitHubToken, Server, Upstream};
+use signet_standin::StandIn;
 
 const TOKEN: &str = "ghs_bench";
 const TARGET: &str = "/repos/octo-org/hello-world";

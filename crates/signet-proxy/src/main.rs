@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use signet_proxy::cli::Command;
-use signet_proxy::serving::Runtimes;
-use signet_proxy::{logging, Args, Config};
+use signet_proxy::app::serving::Runtimes;
+use signet_proxy::config::cli::Command;
+use signet_proxy::observe::logging;
+use signet_proxy::{Args, Config};
 
 /// jemalloc's background thread hands freed pages back to the OS after its
 /// decay time; glibc's per-thread arenas kept most of what a connection
@@ -24,8 +25,9 @@ fn main() -> ExitCode {
         }
     };
     let runtime = runtimes.main();
+    #[cfg(feature = "demo")]
     if let Some(Command::Demo { keep }) = args.command {
-        return runtime.block_on(signet_proxy::demo::run(keep));
+        return runtime.block_on(signet_proxy::app::demo::run(keep));
     }
     let config = match Config::from_args(&args) {
         Ok(config) => config,

@@ -10,9 +10,9 @@ use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENT
 use http::{HeaderValue, Response, StatusCode};
 use signet_core::{ErrorCode, ParseError, VerifyError};
 
+use crate::auth::replay::ReplayError;
 use crate::body::ProxyBody;
-use crate::replay::ReplayError;
-use crate::target;
+use crate::ingress::target;
 
 /// Why a request was not forwarded (or failed upstream).
 #[derive(Debug, Clone)]

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use signet_proxy::standin::StandIn;
+use signet_standin::StandIn;
 
 use crate::report::{Outcome, Report, Sample};
 use crate::traffic::{Kind, Planned, Signer};

@@ -18,7 +18,7 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use signet_proxy::standin::{Recorded, StandIn};
+use signet_standin::{Recorded, StandIn};
 use tempfile::TempDir;
 
 use super::{keygen, signet, SHARED_TOKEN};
@@ -337,7 +337,7 @@ fn agent_gh_api_paginate_follows_every_page_through_the_agent() {
     let mut gh = stack.client("gh");
     gh.args(["api", "--paginate", "/repos/o/r/issues", "--jq", ".[].url"]);
     let urls = stack.run(gh);
-    let expected: Vec<String> = (1..=signet_proxy::standin::ISSUES)
+    let expected: Vec<String> = (1..=signet_standin::ISSUES)
         .map(|n| format!("http://api.github.localhost/repos/o/r/issues/{n}"))
         .collect();
     assert_eq!(urls.lines().collect::<Vec<_>>(), expected);

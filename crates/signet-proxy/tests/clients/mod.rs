@@ -402,7 +402,7 @@ async fn a_revoked_client_or_ephemeral_key_is_unknown_until_unrevoked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_keys_file_of_the_running_binary() {
-    let upstream = signet_proxy::standin::StandIn::start(Some(crate::support::TOKEN))
+    let upstream = signet_standin::StandIn::start(Some(crate::support::TOKEN))
         .await
         .expect("stand-in");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -574,7 +574,7 @@ async fn a_stale_admin_proof_is_refused_for_its_clock_not_its_key() {
 /// symlink), in front of `upstream`; its stdout is dropped.
 async fn binary_with_keys_file(
     keys: &Path,
-    upstream: &signet_proxy::standin::StandIn,
+    upstream: &signet_standin::StandIn,
 ) -> (std::net::SocketAddr, crate::security::Running) {
     let port = crate::support::free_port().to_string();
     let mut child = crate::binary(
@@ -624,7 +624,7 @@ fn write_with_mtime(path: &Path, text: &str, mtime: std::time::SystemTime) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keys_file_rewritten_with_its_old_mtime_is_reloaded_without_sighup() {
-    let upstream = signet_proxy::standin::StandIn::start(Some(crate::support::TOKEN))
+    let upstream = signet_standin::StandIn::start(Some(crate::support::TOKEN))
         .await
         .expect("stand-in");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -658,7 +658,7 @@ async fn a_keys_file_rewritten_with_its_old_mtime_is_reloaded_without_sighup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keys_file_symlink_swapped_to_a_file_with_the_same_mtime_is_reloaded() {
-    let upstream = signet_proxy::standin::StandIn::start(Some(crate::support::TOKEN))
+    let upstream = signet_standin::StandIn::start(Some(crate::support::TOKEN))
         .await
         .expect("stand-in");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -714,7 +714,7 @@ async fn an_admin_key_that_is_also_a_client_key_is_refused_at_startup_check_conf
     .expect("write");
 
     // As --master-key, at startup.
-    let stderr = crate::startup_error(
+    let stderr = crate::real_binary::startup_error(
         &[
             "--github-token",
             "t",
@@ -729,7 +729,7 @@ async fn an_admin_key_that_is_also_a_client_key_is_refused_at_startup_check_conf
     assert!(stderr.contains("client"), "{stderr}");
     // As a client of the keys file, at startup and in check-config.
     let keys_flag = with_admin_as_client.display().to_string();
-    let stderr = crate::startup_error(
+    let stderr = crate::real_binary::startup_error(
         &[
             "--github-token",
             "t",

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use signet_core::ErrorCode;
-use signet_proxy::credentials::{AppCredential, CredentialSource};
-use signet_proxy::standin::StandIn;
+use signet_proxy::upstream::credentials::{AppCredential, CredentialSource};
+use signet_standin::StandIn;
 
 use crate::support::{
     assert_refused, config, raw_upstream, send, Request, RunningProxy, Signer, TOKEN,

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use signet_core::ErrorCode;
-use signet_proxy::standin::{StandIn, TokenEndpoint};
 use signet_proxy::RedisUrl;
+use signet_standin::{StandIn, TokenEndpoint};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use http::{Method, Uri};
 use signet_core::parse_public_key_hex;
-use signet_proxy::clients::KeySet;
-use signet_proxy::target::{allowed_method, origin_form};
+use signet_proxy::auth::clients::KeySet;
+use signet_proxy::ingress::target::{allowed_method, origin_form};
 
 /// What a `[[client]]` may hold; anything else must be refused.
 const CLIENT_FIELDS: [&str; 6] = ["name", "key", "purposes", "allow", "rate", "github"];

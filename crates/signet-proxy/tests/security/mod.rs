@@ -723,12 +723,12 @@ struct LoggedProxy {
     signer: Signer,
     stdout: Option<std::process::ChildStdout>,
     _running: Running,
-    _upstream: signet_proxy::standin::StandIn,
+    _upstream: signet_standin::StandIn,
 }
 
 impl LoggedProxy {
     async fn start(extra: &[&str]) -> LoggedProxy {
-        let upstream = signet_proxy::standin::StandIn::start(Some(TOKEN))
+        let upstream = signet_standin::StandIn::start(Some(TOKEN))
             .await
             .expect("stand-in");
         let signer = Signer::new();

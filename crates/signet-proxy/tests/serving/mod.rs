@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use signet_proxy::serving::{Runtimes, Serving};
-use signet_proxy::standin::StandIn;
+use signet_proxy::app::serving::{Runtimes, Serving};
 use signet_proxy::Server;
+use signet_standin::StandIn;
 use tokio::sync::oneshot;
 
 use crate::support::{config, send, Request, Signer, TOKEN};

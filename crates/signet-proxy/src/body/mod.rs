@@ -1,0 +1,296 @@
+//! Request bodies in (bounded per request and in total, timed) and response
+//! bodies out (streamed, with a no-progress limit on the upstream).
+
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use signet_core::ErrorCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+use crate::refusal::Refusal;
+use crate::upstream::api::cache::Recorder;
+
+/// The body of every response the proxy sends: a small in-memory body
+/// (health, refusals) or the upstream's body, streamed frame by frame.
+#[derive(Debug)]
+pub struct ProxyBody(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    Full(Full<Bytes>),
+    Streamed(Streamed),
+}
+
+/// The upstream's body, with a limit on how long it may make no progress.
+#[derive(Debug)]
+struct Streamed {
+    body: Incoming,
+    stall_limit: Duration,
+    stall: Pin<Box<Sleep>>,
+    /// Whether the last poll left us waiting on the upstream: the stall timer
+    /// runs only then, never while the client is slow to take what we have.
+    waiting: bool,
+    /// The request's `--upstream-concurrency` slot, held until the body ends.
+    _slot: Option<OwnedSemaphorePermit>,
+    /// Keeps a copy for the cache while it streams.
+    recorder: Option<Box<Recorder>>,
+}
+
+impl ProxyBody {
+    /// A body held in memory.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        ProxyBody(Kind::Full(Full::new(bytes.into())))
+    }
+
+    /// The upstream's body, passed through without buffering. If the
+    /// upstream sends nothing for `stall_limit` while we wait on it, the
+    /// body ends in an error, so the client sees a truncated response
+    /// instead of a connection held open forever.
+    pub fn streamed(
+        body: Incoming,
+        stall_limit: Duration,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        ProxyBody(Kind::Streamed(Streamed {
+            body,
+            stall_limit,
+            stall: Box::pin(tokio::time::sleep(stall_limit)),
+            waiting: false,
+            _slot: slot,
+            recorder: None,
+        }))
+    }
+
+    /// The same body, with a copy of what streams through kept for the
+    /// cache (stored only if it ends whole). In-memory bodies are unchanged.
+    pub fn recorded(self, recorder: Recorder) -> Self {
+        match self.0 {
+            Kind::Streamed(mut streamed) => {
+                streamed.recorder = Some(Box::new(recorder));
+                ProxyBody(Kind::Streamed(streamed))
+            }
+            full => ProxyBody(full),
+        }
+    }
+}
+
+/// Why a streamed response ended early.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent no response bytes for {0:?}")]
+pub struct UpstreamStalled(Duration);
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match &mut self.get_mut().0 {
+            Kind::Full(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            Kind::Streamed(streamed) => {
+                if !streamed.waiting {
+                    streamed.waiting = true;
+                    let deadline = Instant::now() + streamed.stall_limit;
+                    streamed.stall.as_mut().reset(deadline);
+                }
+                match Pin::new(&mut streamed.body).poll_frame(cx) {
+                    Poll::Ready(frame) => {
+                        streamed.waiting = false;
+                        if let Some(recorder) = &mut streamed.recorder {
+                            match &frame {
+                                Some(Ok(frame)) => {
+                                    if let Some(data) = frame.data_ref() {
+                                        recorder.push(data);
+                                    }
+                                    // hyper may not poll again once a sized
+                                    // body has all its bytes.
+                                    if streamed.body.is_end_stream() {
+                                        recorder.finish();
+                                    }
+                                }
+                                Some(Err(_)) => streamed.recorder = None,
+                                None => recorder.finish(),
+                            }
+                        }
+                        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                    }
+                    Poll::Pending => match streamed.stall.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            Poll::Ready(Some(Err(Box::new(UpstreamStalled(streamed.stall_limit)))))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    },
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Full(full) => full.is_end_stream(),
+            Kind::Streamed(streamed) => streamed.body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Full(full) => full.size_hint(),
+            Kind::Streamed(streamed) => streamed.body.size_hint(),
+        }
+    }
+}
+
+/// One budget unit: budgets count KiB so a `u32` of permits covers any size.
+const UNIT: u64 = 1024;
+
+/// What a body reserves first; it doubles as more arrives.
+const GROWTH: u64 = 16 * UNIT;
+
+/// A process-wide limit on the bytes of request bodies held in memory at
+/// once. Bodies are read before their signatures can be checked (spec §5
+/// step 7), so without it anyone could make the proxy hold
+/// `max_body_size` per connection; over budget, a request is refused with
+/// 503 `BODY_BUDGET_EXHAUSTED` at once, never made to wait.
+#[derive(Debug, Clone)]
+pub struct BodyBudget {
+    units: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    /// A budget of `bytes` (rounded up to whole KiB).
+    pub fn new(bytes: u64) -> Self {
+        let units = usize::try_from(bytes.div_ceil(UNIT))
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        BodyBudget {
+            units: Arc::new(Semaphore::new(units)),
+        }
+    }
+
+    /// Bytes not held by any body right now.
+    pub fn available(&self) -> u64 {
+        self.units.available_permits() as u64 * UNIT
+    }
+
+    /// Takes room for `bytes`, or refuses at once.
+    fn take(&self, bytes: u64) -> Result<OwnedSemaphorePermit, Refusal> {
+        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX);
+        Arc::clone(&self.units)
+            .try_acquire_many_owned(units)
+            .map_err(|_| {
+                Refusal::new(ErrorCode::BodyBudgetExhausted).with_detail(format!(
+                    "no room for {bytes} more body bytes ({} free)",
+                    self.available()
+                ))
+            })
+    }
+}
+
+/// A request body held in memory, with its share of the [`BodyBudget`]
+/// (given back when this is dropped).
+#[derive(Debug)]
+pub struct BufferedBody {
+    /// Exactly the bytes that are hashed and forwarded.
+    pub bytes: Bytes,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+/// Reads a whole request body (spec §5 step 7): refused up front when its
+/// declared length is over `limit`, and while reading when it grows past it;
+/// refused with 503 when the budget has no room for it; 408 when it takes
+/// longer than `timeout`.
+pub async fn read(
+    mut body: Incoming,
+    limit: u64,
+    timeout: Option<Duration>,
+    budget: &BodyBudget,
+) -> Result<BufferedBody, Refusal> {
+    let declared = body.size_hint();
+    if declared.lower() > limit {
+        return Err(
+            Refusal::new(ErrorCode::RequestTooLarge).with_detail(format!(
+                "Content-Length {} over the limit of {limit}",
+                declared.lower()
+            )),
+        );
+    }
+    if body.is_end_stream() {
+        return Ok(BufferedBody {
+            bytes: Bytes::new(),
+            _budget: None,
+        });
+    }
+    // Room is reserved as bytes arrive, doubling from 16 KiB, never upfront
+    // by the declared length: holding budget costs a caller the bytes it
+    // actually sent, not a number it wrote in a header.
+    let ceiling = declared.exact().unwrap_or(limit).min(limit);
+    let mut reserved = GROWTH.min(ceiling);
+    let mut permit = budget.take(reserved)?;
+    let mut buf = BytesMut::with_capacity(usize::try_from(reserved).unwrap_or(0));
+    let collect = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| Refusal::new(ErrorCode::InvalidBody).with_detail(e.to_string()))?;
+            // Request trailers are dropped (spec §7): only data counts.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let len = (buf.len() + data.len()) as u64;
+            if len > limit {
+                return Err(Refusal::new(ErrorCode::RequestTooLarge)
+                    .with_detail(format!("body grew past the limit of {limit} bytes")));
+            }
+            if len > reserved {
+                let more = (len - reserved).max(reserved).min(limit - reserved);
+                permit.merge(budget.take(more)?);
+                reserved += more;
+                buf.reserve(
+                    usize::try_from(reserved)
+                        .unwrap_or(0)
+                        .saturating_sub(buf.len()),
+                );
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok(())
+    };
+    match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, collect)
+            .await
+            .map_err(|_| Refusal::new(ErrorCode::RequestTimeout))??,
+        None => collect.await?,
+    }
+    Ok(BufferedBody {
+        bytes: buf.freeze(),
+        _budget: Some(permit),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_at_once_and_gives_room_back() {
+        let budget = BodyBudget::new(64 * 1024);
+        let first = budget.take(40 * 1024);
+        assert!(first.is_ok());
+        let refused = budget.take(40 * 1024).err().map(|r| r.code);
+        assert_eq!(refused, Some(ErrorCode::BodyBudgetExhausted));
+        drop(first);
+        assert_eq!(budget.available(), 64 * 1024);
+        assert!(budget.take(40 * 1024).is_ok());
+    }
+}

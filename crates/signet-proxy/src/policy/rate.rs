@@ -1,0 +1,337 @@
+//! Per-client rate limits (`rate = "600/min"` in the keys file): GCRA, the
+//! token bucket without a refill timer. A limit of N per period allows a
+//! burst of N and refills continuously at N per period.
+//!
+//! With Redis configured the limit is cluster-wide: one Lua script reads
+//! and moves the client's theoretical arrival time atomically, on Redis's
+//! own clock, so every replica sees the same bucket. Without Redis each
+//! process keeps its own buckets. Over the limit is 429 `RATE_LIMITED` with
+//! `Retry-After` in whole seconds; a Redis that cannot answer is 503 (fail
+//! closed), like the replay store.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use signet_core::ErrorCode;
+
+use crate::auth::clients::Client;
+use crate::refusal::Refusal;
+
+/// A limit of `count` requests per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    count: u32,
+    period: Duration,
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.period.as_secs() {
+            1 => "sec",
+            60 => "min",
+            _ => "hour",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl Rate {
+    /// Parses `N/sec`, `N/min` or `N/hour` (N ≥ 1).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("invalid rate {text:?}: write N/sec, N/min or N/hour, N at least 1");
+        let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let period = match unit.trim() {
+            "sec" | "s" | "second" => Duration::from_secs(1),
+            "min" | "m" | "minute" => Duration::from_secs(60),
+            "hour" | "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        if count == 0 {
+            return Err(bad());
+        }
+        Ok(Rate { count, period })
+    }
+
+    /// Microseconds between two requests at the steady rate.
+    fn interval_us(self) -> u64 {
+        (self.period.as_micros() / u128::from(self.count)).max(1) as u64
+    }
+
+    /// How far ahead of now the bucket may run: N − 1 intervals (a burst of N).
+    fn tolerance_us(self) -> u64 {
+        self.interval_us() * u64::from(self.count - 1)
+    }
+}
+
+/// The GCRA step, shared by both backends' meaning: with the client's
+/// theoretical arrival time `tat` (µs) and `now`, either the new `tat`, or
+/// how long to wait.
+fn gcra(rate: Rate, tat: u64, now: u64) -> Result<u64, u64> {
+    let tat = tat.max(now);
+    let ahead = tat - now;
+    if ahead > rate.tolerance_us() {
+        Err(ahead - rate.tolerance_us())
+    } else {
+        Ok(tat + rate.interval_us())
+    }
+}
+
+/// Atomically: `KEYS[1]` holds the TAT (µs, Redis clock); `ARGV` are the
+/// interval and tolerance. Returns 0 when allowed, else µs to wait.
+const SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - now > tolerance then return tat - now - tolerance end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return 0
+";
+
+/// Atomically gives back one interval of `KEYS[1]`'s TAT (the refund of a
+/// token [`SCRIPT`] took); `ARGV[1]` is the interval. A bucket that would
+/// fall behind now is simply full: its key is dropped.
+const REFUND_SCRIPT: &str = r"
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local new_tat = tat - tonumber(ARGV[1])
+if new_tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+end
+return 0
+";
+
+/// Where buckets live.
+pub enum RateLimiter {
+    /// This process only.
+    Local {
+        /// TAT by client name, µs since `epoch`: a reload keeps the buckets.
+        buckets: Mutex<HashMap<String, u64>>,
+        /// The zero of the local clock.
+        epoch: Instant,
+    },
+    /// Shared through Redis.
+    Redis {
+        /// The connection (shared with nothing else; reconnects by itself).
+        connection: ConnectionManager,
+        /// The GCRA script.
+        script: redis::Script,
+        /// The script that gives a token back.
+        refund: redis::Script,
+        /// Per-command timeout.
+        timeout: Duration,
+    },
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RateLimiter::Local { .. } => "RateLimiter::Local",
+            RateLimiter::Redis { .. } => "RateLimiter::Redis",
+        })
+    }
+}
+
+impl RateLimiter {
+    /// Buckets in this process.
+    pub fn local() -> Self {
+        RateLimiter::Local {
+            buckets: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Buckets in Redis, cluster-wide.
+    pub fn redis(connection: ConnectionManager, timeout: Duration) -> Self {
+        RateLimiter::Redis {
+            connection,
+            script: redis::Script::new(SCRIPT),
+            refund: redis::Script::new(REFUND_SCRIPT),
+            timeout,
+        }
+    }
+
+    /// Takes one request from `client`'s bucket, or refuses: 429 over the
+    /// limit, 503 when Redis cannot answer. A client without `rate` passes.
+    pub async fn check(&self, client: &Client) -> Result<(), Refusal> {
+        let Some(rate) = client.rate else {
+            return Ok(());
+        };
+        let wait_us = match self {
+            RateLimiter::Local { buckets, epoch } => {
+                let now = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX / 2);
+                let mut buckets = buckets
+                    .lock()
+                    .map_err(|_| Refusal::new(ErrorCode::ReplayStoreUnavailable))?;
+                let tat = buckets.get(&client.name).copied().unwrap_or(now);
+                match gcra(rate, tat, now) {
+                    Ok(new_tat) => {
+                        buckets.insert(client.name.clone(), new_tat);
+                        0
+                    }
+                    Err(wait) => wait,
+                }
+            }
+            RateLimiter::Redis {
+                connection,
+                script,
+                timeout,
+                ..
+            } => {
+                let mut connection = connection.clone();
+                let mut invocation = script.key(format!("signet:rate:{}", client.name));
+                invocation.arg(rate.interval_us()).arg(rate.tolerance_us());
+                match tokio::time::timeout(
+                    *timeout,
+                    invocation.invoke_async::<u64>(&mut connection),
+                )
+                .await
+                {
+                    Ok(Ok(wait)) => wait,
+                    Ok(Err(error)) => {
+                        return Err(Refusal::new(ErrorCode::ReplayStoreUnavailable)
+                            .with_detail(format!("rate limit in Redis: {error}")))
+                    }
+                    Err(_) => {
+                        return Err(Refusal::new(ErrorCode::ReplayStoreUnavailable)
+                            .with_detail("rate limit in Redis: timed out"))
+                    }
+                }
+            }
+        };
+        if wait_us == 0 {
+            return Ok(());
+        }
+        let seconds = wait_us.div_ceil(1_000_000).max(1);
+        Err(Refusal::new(ErrorCode::RateLimited)
+            .retry_after(seconds)
+            .with_detail(format!("client {:?} over its rate limit", client.name)))
+    }
+
+    /// Gives back the token [`RateLimiter::check`] took from `client` for a
+    /// request that turned out to be a replay (its record refused): a copy
+    /// of someone's proof is not their traffic. In GCRA a token is one
+    /// interval of the theoretical arrival time, so the refund moves it back
+    /// by one; tokens taken since are untouched, and the bucket never holds
+    /// more than its burst. Best effort: a refund Redis cannot take leaves
+    /// the token taken, so a failure never makes a bucket larger.
+    pub async fn refund(&self, client: &Client) {
+        let Some(rate) = client.rate else {
+            return;
+        };
+        match self {
+            RateLimiter::Local { buckets, epoch } => {
+                let now = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX / 2);
+                let Ok(mut buckets) = buckets.lock() else {
+                    return;
+                };
+                if let Some(tat) = buckets.get_mut(&client.name) {
+                    *tat = tat.saturating_sub(rate.interval_us());
+                    if *tat <= now {
+                        // As good as a bucket never used: a full burst.
+                        buckets.remove(&client.name);
+                    }
+                }
+            }
+            RateLimiter::Redis {
+                connection,
+                refund,
+                timeout,
+                ..
+            } => {
+                let mut connection = connection.clone();
+                let mut invocation = refund.key(format!("signet:rate:{}", client.name));
+                invocation.arg(rate.interval_us());
+                let refunded =
+                    tokio::time::timeout(*timeout, invocation.invoke_async::<u64>(&mut connection))
+                        .await;
+                if !matches!(refunded, Ok(Ok(_))) {
+                    tracing::debug!(client = %client.name, "rate token not refunded: Redis did not take it");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(text: &str) -> Rate {
+        match Rate::parse(text) {
+            Ok(rate) => rate,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn rates_parse_like_the_docs_say() {
+        assert_eq!(rate("600/min").interval_us(), 100_000);
+        assert_eq!(rate("2/sec").interval_us(), 500_000);
+        assert_eq!(rate("3600/hour").interval_us(), 1_000_000);
+        for bad in ["0/min", "x/min", "5/day", "5", "-1/sec"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refunded_token_can_be_taken_once_and_refunds_never_exceed_the_burst() {
+        let client = Client {
+            name: "victim".to_owned(),
+            key: signet_core::SigningKey::from_bytes(&[7; 32]).verifying_key(),
+            key_id: String::new(),
+            purposes: None,
+            allow: None,
+            rate: Some(rate("2/hour")),
+            github: None,
+        };
+        let limiter = RateLimiter::local();
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            taken.push(limiter.check(&client).await.is_ok());
+        }
+        assert_eq!(taken, [true, true, false]);
+        limiter.refund(&client).await;
+        assert!(limiter.check(&client).await.is_ok(), "the refunded token");
+        assert!(limiter.check(&client).await.is_err(), "and only that one");
+        for _ in 0..5 {
+            limiter.refund(&client).await;
+        }
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            taken.push(limiter.check(&client).await.is_ok());
+        }
+        assert_eq!(taken, [true, true, false], "a burst of two, never more");
+    }
+
+    #[test]
+    fn a_burst_of_n_passes_then_the_bucket_refills_at_n_per_period() {
+        let rate = rate("3/sec");
+        let mut tat = 0;
+        for _ in 0..3 {
+            tat = gcra(rate, tat, 0).unwrap_or_else(|wait| panic!("refused, wait {wait}"));
+        }
+        let wait = gcra(rate, tat, 0).err();
+        assert_eq!(wait, Some(333_333), "one interval until the next token");
+        assert!(
+            gcra(rate, tat, 333_333).is_ok(),
+            "refilled after one interval"
+        );
+        // Idle for long: a full burst again, not more.
+        let later = 10_000_000;
+        for _ in 0..3 {
+            tat = gcra(rate, tat, later).unwrap_or(u64::MAX);
+        }
+        assert!(gcra(rate, tat, later).is_err());
+    }
+}
