@@ -29,6 +29,7 @@ use crate::body::{self, BodyBudget, ProxyBody};
 use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::connection::Timeouts;
 use crate::metrics::Metrics;
 use crate::pipeline::proof_header;
 use crate::refusal::Refusal;
@@ -261,9 +262,10 @@ fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
     response
 }
 
-/// Serves the admin API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
-    crate::side::serve(listener, move |request| {
+/// Serves the admin API on `listener` until the task is dropped, its
+/// connections held to `timeouts` as [`crate::side`] caps them.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, timeouts: Timeouts) {
+    crate::side::serve(listener, timeouts, move |request| {
         let admin = Arc::clone(&admin);
         async move { admin.handle(request).await }
     })

@@ -203,9 +203,9 @@ impl Server {
             self.proxy.forwarder().client(),
             self.proxy.forwarder().upstream(),
         )));
-        let _admin = self
-            .admin
-            .map(|(listener, admin)| AbortOnDrop(tokio::spawn(admin::serve(listener, admin))));
+        let _admin = self.admin.map(|(listener, admin)| {
+            AbortOnDrop(tokio::spawn(admin::serve(listener, admin, self.timeouts)))
+        });
         let _revocations = self.revocations.is_shared().then(|| {
             AbortOnDrop(tokio::spawn(refresh_revocations(
                 Arc::clone(&self.revocations),
@@ -216,6 +216,7 @@ impl Server {
             AbortOnDrop(tokio::spawn(metrics::serve(
                 listener,
                 Arc::clone(&self.proxy),
+                self.timeouts,
             )))
         });
         let acceptor = Arc::new(Acceptor {

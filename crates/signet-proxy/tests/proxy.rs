@@ -12,6 +12,7 @@ mod invariant;
 mod replicas;
 mod security;
 mod serving;
+mod side;
 mod support;
 
 use std::io::Read as _;
