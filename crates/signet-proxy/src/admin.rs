@@ -4,7 +4,9 @@
 //! It is never open: every request carries a Signet proof made with the
 //! admin key (`--admin-key`) and bound to purpose `admin`, checked exactly
 //! like a proxied request (target form, method, strict parsing, freshness,
-//! both signatures, replay). Refusals have the spec's status and JSON shape.
+//! both signatures, replay). The replay records are the proxy's own store,
+//! so with Redis an admin proof is taken once across every replica.
+//! Refusals have the spec's status and JSON shape.
 //!
 //! | request | does |
 //! |---|---|
@@ -31,9 +33,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::connection::Timeouts;
 use crate::metrics::Metrics;
-use crate::pipeline::proof_header;
+use crate::pipeline::{proof_header, Proxy};
 use crate::refusal::Refusal;
-use crate::replay::MemoryReplayStore;
 use crate::revoke::{Revocation, Revocations};
 use crate::target;
 
@@ -48,13 +49,13 @@ const MAX_BODY: u64 = 16 * 1024;
 pub struct Admin {
     key: VerifyingKey,
     verifier: Verifier,
-    replay: MemoryReplayStore,
+    /// The proxy, for its replay store.
+    proxy: Arc<Proxy>,
     budget: BodyBudget,
     clock: Clock,
     clients: Arc<Clients>,
     revocations: Arc<Revocations>,
     metrics: Arc<Metrics>,
-    replay_kind: &'static str,
 }
 
 /// A revoke or unrevoke body.
@@ -67,27 +68,24 @@ struct Change {
 }
 
 impl Admin {
-    /// The admin API for `key`, sharing the proxy's clients and revocations.
+    /// The admin API for `key`, sharing `proxy`'s clients, revocations,
+    /// replay store and metrics.
     pub fn new(
         config: &Config,
         key: VerifyingKey,
+        proxy: Arc<Proxy>,
         clients: Arc<Clients>,
         revocations: Arc<Revocations>,
-        metrics: Arc<Metrics>,
-        replay_kind: &'static str,
     ) -> Self {
-        let mut replay_config = config.clone();
-        replay_config.replay_capacity = 100_000;
         Admin {
             key,
             verifier: Verifier::new([], config.limits()),
-            replay: MemoryReplayStore::for_config(&replay_config),
+            metrics: Arc::clone(proxy.metrics()),
+            proxy,
             budget: BodyBudget::new(MAX_BODY * 16),
             clock: config.clock.clone(),
             clients,
             revocations,
-            metrics,
-            replay_kind,
         }
     }
 
@@ -115,11 +113,10 @@ impl Admin {
         let target = target::origin_form(&parts.uri)?;
         target::allowed_method(&parts.method)?;
         let proof = proof_header(&parts.headers)?;
+        let now = self.clock.now();
         // Any key but the admin key is unknown here; the rest of steps 4–6
         // answer as for any proof.
-        let checked = self
-            .verifier
-            .check_key(&self.key, &proof, self.clock.now())?;
+        let checked = self.verifier.check_key(&self.key, &proof, now)?;
         let body = body::read(body, MAX_BODY, Some(Duration::from_secs(10)), &self.budget).await?;
         let verified = checked.verify(&RequestParts {
             method: parts.method.as_str(),
@@ -130,7 +127,9 @@ impl Admin {
             return Err(Refusal::new(ErrorCode::PurposeMismatch)
                 .with_detail("admin proofs are bound to purpose admin"));
         }
-        self.replay.record(&verified)?;
+        // The proxy's store (Redis when configured): a proof taken by one
+        // replica's admin API is a replay on every other one.
+        self.proxy.replay().record(&verified).await?;
 
         let path = parts.uri.path();
         match (&parts.method, path) {
@@ -190,7 +189,7 @@ impl Admin {
             "revoked_clients": revoked.clients.len(),
             "revoked_ephemeral_keys": revoked.ephemeral_keys.len(),
             "revocations_shared": self.revocations.is_shared(),
-            "replay_store": self.replay_kind,
+            "replay_store": self.proxy.replay().kind(),
             "log_lines_dropped": crate::logging::dropped_lines(),
         })
     }

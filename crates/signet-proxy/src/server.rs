@@ -89,7 +89,6 @@ impl Server {
             config.credential.can_scope(),
         )?);
         let replay = ReplayStore::for_config(config)?;
-        let replay_kind = replay.kind();
         let (rate, revocations, quota) = match &config.redis_url {
             Some(_) => (
                 RateLimiter::redis(connect_redis(config)?, config.redis_timeout),
@@ -121,10 +120,9 @@ impl Server {
                 let admin = Admin::new(
                     config,
                     key,
+                    Arc::clone(&proxy),
                     Arc::clone(&clients),
                     Arc::clone(&revocations),
-                    Arc::clone(proxy.metrics()),
-                    replay_kind,
                 );
                 Some((listener, Arc::new(admin)))
             }
