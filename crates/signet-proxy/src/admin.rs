@@ -3,10 +3,10 @@
 //!
 //! It is never open: every request carries a Signet proof made with the
 //! admin key (`--admin-key`) and bound to purpose `admin`, checked exactly
-//! like a proxied request (target form, method, strict parsing, freshness,
-//! both signatures, replay). The replay records are the proxy's own store,
-//! so with Redis an admin proof is taken once across every replica.
-//! Refusals have the spec's status and JSON shape.
+//! like a proxied request (target form, method, strict parsing, revoked
+//! ephemeral keys, freshness, both signatures, replay). The replay records
+//! are the proxy's own store, so with Redis an admin proof is taken once
+//! across every replica. Refusals have the spec's status and JSON shape.
 //!
 //! | request | does |
 //! |---|---|
@@ -24,7 +24,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use signet_core::{BodyDigest, ErrorCode, RequestParts, Verifier, VerifyingKey};
+use signet_core::{BodyDigest, ErrorCode, RequestParts, Verifier, VerifyError, VerifyingKey};
 use tokio::net::TcpListener;
 
 use crate::body::{self, BodyBudget, ProxyBody};
@@ -113,7 +113,14 @@ impl Admin {
         let target = target::origin_form(&parts.uri)?;
         target::allowed_method(&parts.method)?;
         let proof = proof_header(&parts.headers)?;
+        // "Trusted (and not revoked)", as on the proxy's port: before the
+        // binding cache is consulted. The admin is no keys-file client, so
+        // only its ephemeral keys can be revoked; the admin key itself is
+        // replaced by changing --admin-key.
         let now = self.clock.now();
+        if self.revocations.is_ephemeral_key_revoked(&proof.ek, now) {
+            return Err(Refusal::from(VerifyError::UnknownKey).with_detail("revoked"));
+        }
         // Any key but the admin key is unknown here; the rest of steps 4–6
         // answer as for any proof.
         let checked = self.verifier.check_key(&self.key, &proof, now)?;
