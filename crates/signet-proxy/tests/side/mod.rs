@@ -231,12 +231,13 @@ async fn a_side_connection_is_closed_after_its_hundredth_request() {
 #[tokio::test]
 async fn a_side_connection_whose_peer_never_reads_is_dropped_by_the_write_timeout() {
     // The admin API's `GET /clients` answers are large when a client has
-    // many rules: 1,500 make each ~70 KB, so the 60 pipelined below are more
-    // than the socket buffers hold (~3 MB on loopback) and the writes stall.
+    // many rules: 6,000 make each ~280 KB, so a dozen of the 20 pipelined
+    // below are more than the socket buffers hold (~3 MB on loopback) and
+    // the writes stall, however slowly a loaded machine verifies them.
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys.toml");
     let client = Signer::new();
-    let rules: Vec<String> = (0..1_500)
+    let rules: Vec<String> = (0..6_000)
         .map(|i| format!("\"GET /repos/acme/repository-{i:05}/**\""))
         .collect();
     std::fs::write(
@@ -264,7 +265,7 @@ async fn a_side_connection_whose_peer_never_reads_is_dropped_by_the_write_timeou
         purpose: "admin",
         ..Claims::default()
     };
-    let requests = 60;
+    let requests = 20;
     let pipelined: Vec<u8> = (0..requests)
         .flat_map(|_| {
             let proof =
@@ -279,7 +280,9 @@ async fn a_side_connection_whose_peer_never_reads_is_dropped_by_the_write_timeou
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     let mut stream = socket.connect(admin).await.expect("connect");
     stream.write_all(&pipelined).await.expect("write");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Reading nothing until the stall has surely come, and with it, 300 ms
+    // later, the drop: reading earlier would let the writes go on.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let raw = support::read_until_closed(&mut stream, Duration::from_secs(5))
         .await
         .expect("the stalled connection was dropped");
