@@ -20,6 +20,7 @@ mod refusals;
 mod replicas;
 mod security;
 mod serving;
+mod side;
 mod streaming;
 mod support;
 mod timeouts;

@@ -3,8 +3,10 @@
 //!
 //! It is never open: every request carries a Signet proof made with the
 //! admin key (`--admin-key`) and bound to purpose `admin`, checked exactly
-//! like a proxied request (target form, method, strict parsing, freshness,
-//! both signatures, replay). Refusals have the spec's status and JSON shape.
+//! like a proxied request (target form, method, strict parsing, revoked
+//! ephemeral keys, freshness, both signatures, replay). The replay records
+//! are the proxy's own store, so with Redis an admin proof is taken once
+//! across every replica. Refusals have the spec's status and JSON shape.
 //!
 //! | request | does |
 //! |---|---|
@@ -22,18 +24,18 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use signet_core::{BodyDigest, ErrorCode, RequestParts, Verifier, VerifyingKey};
+use signet_core::{BodyDigest, ErrorCode, RequestParts, Verifier, VerifyError, VerifyingKey};
 use tokio::net::TcpListener;
 
 use crate::auth::clients::Clients;
-use crate::auth::replay::MemoryReplayStore;
 use crate::auth::revocation::{Revocation, Revocations};
 use crate::body::{self, BodyBudget, ProxyBody};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::ingress::connection::Timeouts;
 use crate::ingress::target;
 use crate::observe::metrics::Metrics;
-use crate::pipeline::proof_header;
+use crate::pipeline::{proof_header, Proxy};
 use crate::refusal::Refusal;
 
 /// The purpose every admin proof must be bound to.
@@ -47,13 +49,13 @@ const MAX_BODY: u64 = 16 * 1024;
 pub struct Admin {
     key: VerifyingKey,
     verifier: Verifier,
-    replay: MemoryReplayStore,
+    /// The proxy, for its replay store.
+    proxy: Arc<Proxy>,
     budget: BodyBudget,
     clock: Clock,
     clients: Arc<Clients>,
     revocations: Arc<Revocations>,
     metrics: Arc<Metrics>,
-    replay_kind: &'static str,
 }
 
 /// A revoke or unrevoke body.
@@ -66,27 +68,24 @@ struct Change {
 }
 
 impl Admin {
-    /// The admin API for `key`, sharing the proxy's clients and revocations.
+    /// The admin API for `key`, sharing `proxy`'s clients, revocations,
+    /// replay store and metrics.
     pub fn new(
         config: &Config,
         key: VerifyingKey,
+        proxy: Arc<Proxy>,
         clients: Arc<Clients>,
         revocations: Arc<Revocations>,
-        metrics: Arc<Metrics>,
-        replay_kind: &'static str,
     ) -> Self {
-        let mut replay_config = config.clone();
-        replay_config.replay_capacity = 100_000;
         Admin {
             key,
             verifier: Verifier::new([], config.limits()),
-            replay: MemoryReplayStore::for_config(&replay_config),
+            metrics: Arc::clone(proxy.metrics()),
+            proxy,
             budget: BodyBudget::new(MAX_BODY * 16),
             clock: config.clock.clone(),
             clients,
             revocations,
-            metrics,
-            replay_kind,
         }
     }
 
@@ -114,11 +113,17 @@ impl Admin {
         let target = target::origin_form(&parts.uri)?;
         target::allowed_method(&parts.method)?;
         let proof = proof_header(&parts.headers)?;
+        // "Trusted (and not revoked)", as on the proxy's port: before the
+        // binding cache is consulted. The admin is no keys-file client, so
+        // only its ephemeral keys can be revoked; the admin key itself is
+        // replaced by changing --admin-key.
+        let now = self.clock.now();
+        if self.revocations.is_ephemeral_key_revoked(&proof.ek, now) {
+            return Err(Refusal::from(VerifyError::UnknownKey).with_detail("revoked"));
+        }
         // Any key but the admin key is unknown here; the rest of steps 4–6
         // answer as for any proof.
-        let checked = self
-            .verifier
-            .check_key(&self.key, &proof, self.clock.now())?;
+        let checked = self.verifier.check_key(&self.key, &proof, now)?;
         let body = body::read(body, MAX_BODY, Some(Duration::from_secs(10)), &self.budget).await?;
         let verified = checked.verify(&RequestParts {
             method: parts.method.as_str(),
@@ -129,7 +134,9 @@ impl Admin {
             return Err(Refusal::new(ErrorCode::PurposeMismatch)
                 .with_detail("admin proofs are bound to purpose admin"));
         }
-        self.replay.record(&verified)?;
+        // The proxy's store (Redis when configured): a proof taken by one
+        // replica's admin API is a replay on every other one.
+        self.proxy.replay().record(&verified).await?;
 
         let path = parts.uri.path();
         match (&parts.method, path) {
@@ -189,7 +196,7 @@ impl Admin {
             "revoked_clients": revoked.clients.len(),
             "revoked_ephemeral_keys": revoked.ephemeral_keys.len(),
             "revocations_shared": self.revocations.is_shared(),
-            "replay_store": self.replay_kind,
+            "replay_store": self.proxy.replay().kind(),
             "log_lines_dropped": crate::observe::logging::dropped_lines(),
         })
     }
@@ -261,9 +268,10 @@ fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
     response
 }
 
-/// Serves the admin API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
-    crate::app::side::serve(listener, move |request| {
+/// Serves the admin API on `listener` until the task is dropped, its
+/// connections held to `timeouts` as [`crate::app::side`] caps them.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, timeouts: Timeouts) {
+    crate::app::side::serve(listener, timeouts, move |request| {
         let admin = Arc::clone(&admin);
         async move { admin.handle(request).await }
     })

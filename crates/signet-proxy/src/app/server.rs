@@ -90,7 +90,6 @@ impl Server {
             config.admin_key,
         )?);
         let replay = ReplayStore::for_config(config)?;
-        let replay_kind = replay.kind();
         let (rate, revocations, quota) = match &config.redis_url {
             Some(_) => (
                 RateLimiter::redis(connect_redis(config)?, config.redis_timeout),
@@ -122,10 +121,9 @@ impl Server {
                 let admin = Admin::new(
                     config,
                     key,
+                    Arc::clone(&proxy),
                     Arc::clone(&clients),
                     Arc::clone(&revocations),
-                    Arc::clone(proxy.metrics()),
-                    replay_kind,
                 );
                 Some((listener, Arc::new(admin)))
             }
@@ -205,9 +203,9 @@ impl Server {
             self.proxy.forwarder().client(),
             self.proxy.forwarder().upstream(),
         )));
-        let _admin = self
-            .admin
-            .map(|(listener, admin)| AbortOnDrop(tokio::spawn(admin::serve(listener, admin))));
+        let _admin = self.admin.map(|(listener, admin)| {
+            AbortOnDrop(tokio::spawn(admin::serve(listener, admin, self.timeouts)))
+        });
         let _revocations = self.revocations.is_shared().then(|| {
             AbortOnDrop(tokio::spawn(refresh_revocations(
                 Arc::clone(&self.revocations),
@@ -218,6 +216,7 @@ impl Server {
             AbortOnDrop(tokio::spawn(metrics::serve(
                 listener,
                 Arc::clone(&self.proxy),
+                self.timeouts,
             )))
         });
         let acceptor = Arc::new(Acceptor {

@@ -104,17 +104,13 @@ impl Revocations {
     /// revoked at `now`.
     pub fn is_revoked(&self, client: &str, ek: &[u8; 32], now: u64) -> bool {
         let revoked = self.snapshot();
-        if revoked.clients.contains(client) {
-            return true;
-        }
-        if revoked.ephemeral_keys.is_empty() {
-            return false;
-        }
-        let ek = signet_core::base64url::encode(ek);
-        revoked
-            .ephemeral_keys
-            .get(&ek)
-            .is_some_and(|&until| until >= now)
+        revoked.clients.contains(client) || ephemeral_key_revoked(&revoked, ek, now)
+    }
+
+    /// Whether ephemeral key `ek` is revoked at `now`, whoever signed with
+    /// it (the admin API's keys are no client's).
+    pub fn is_ephemeral_key_revoked(&self, ek: &[u8; 32], now: u64) -> bool {
+        ephemeral_key_revoked(&self.snapshot(), ek, now)
     }
 
     /// What is revoked now.
@@ -216,6 +212,17 @@ impl Revocations {
             *current = Arc::new(revoked);
         }
     }
+}
+
+fn ephemeral_key_revoked(revoked: &Revoked, ek: &[u8; 32], now: u64) -> bool {
+    if revoked.ephemeral_keys.is_empty() {
+        return false;
+    }
+    let ek = signet_core::base64url::encode(ek);
+    revoked
+        .ephemeral_keys
+        .get(&ek)
+        .is_some_and(|&until| until >= now)
 }
 
 fn change_set(revoked: &mut Revoked, change: &Revocation, revoke: bool) {

@@ -24,18 +24,26 @@
 //! of the head bytes as they are read) and its declared `Content-Length`;
 //! when that cannot be known — the head of a request that was itself
 //! pipelined — the wait for the next head is held to the read timeout.
+//!
+//! The side listeners (metrics and probes, admin) serve their connections
+//! with the same discipline through [`serve_with`], with [`Limits`] of their
+//! own: smaller header sections, a bound on requests per connection, and an
+//! [`Occupant`] each, through which the listener sees what the connection
+//! is waiting for and can close it to make room.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -44,7 +52,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::{Instant, Sleep};
 
-use crate::pipeline::{Proxy, ResponseBody};
+use crate::pipeline::Proxy;
 
 /// The largest request header section (request line and headers), bytes;
 /// hyper answers 431 beyond it.
@@ -62,6 +70,19 @@ pub struct Timeouts {
     pub write: Option<Duration>,
     /// Wait limit for the next request on a keep-alive connection.
     pub idle: Option<Duration>,
+}
+
+/// What a listener asks of each of its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The phase timeouts.
+    pub timeouts: Timeouts,
+    /// The largest request header section, bytes; hyper answers 431 beyond it.
+    pub max_header_bytes: usize,
+    /// Requests answered on one connection: the last answer says
+    /// `Connection: close` and the connection ends after it, whatever else
+    /// was pipelined behind it. `None`: no limit.
+    pub max_requests: Option<u32>,
 }
 
 /// Where a connection is in its request cycle.
@@ -101,6 +122,11 @@ struct ConnState {
     blind: AtomicBool,
     /// Tells the I/O wrapper that the next byte it reads starts a new head.
     scan_next_read: AtomicBool,
+    /// When (ms since `epoch`) a write to the peer began to wait for it to
+    /// read; `UNKNOWN` while writes go through.
+    stalled_since_ms: AtomicU64,
+    /// The listener closed the connection ([`Occupant::close`]).
+    closed: AtomicBool,
 }
 
 impl ConnState {
@@ -117,6 +143,8 @@ impl ConnState {
             next_head_since_ms: AtomicU64::new(UNKNOWN),
             blind: AtomicBool::new(false),
             scan_next_read: AtomicBool::new(false),
+            stalled_since_ms: AtomicU64::new(UNKNOWN),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -232,30 +260,70 @@ impl ConnState {
     }
 }
 
-/// Serves one connection until it closes, a phase deadline passes, or
-/// `shutdown` fires (then in-flight requests finish and keep-alive ends).
+/// Serves one connection of the proxy's port until it closes, a phase
+/// deadline passes, or `shutdown` fires (then in-flight requests finish and
+/// keep-alive ends).
 pub async fn serve(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     proxy: Arc<Proxy>,
     timeouts: Timeouts,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let state = Arc::new(ConnState::new());
+    let limits = Limits {
+        timeouts,
+        max_header_bytes: MAX_HEADER_BYTES,
+        max_requests: None,
+    };
+    serve_with(stream, limits, Occupant::new(), shutdown, move |request| {
+        let proxy = Arc::clone(&proxy);
+        async move { proxy.handle(request, peer).await }
+    })
+    .await;
+}
+
+/// Serves one connection with `handle` under `limits` until it closes, a
+/// phase deadline passes, its listener closes it through `occupant`, or
+/// `shutdown` fires (then in-flight requests finish and keep-alive ends).
+pub async fn serve_with<H, F, B>(
+    stream: TcpStream,
+    limits: Limits,
+    occupant: Occupant,
+    mut shutdown: watch::Receiver<bool>,
+    handle: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let timeouts = limits.timeouts;
+    let state = occupant.0;
     let io = TimedIo {
         inner: stream,
         write_timeout: timeouts.write,
         write_stall: None,
+        stalled: false,
         state: Arc::clone(&state),
         head_scan: Some(HeadScan::default()),
     };
     let service_state = Arc::clone(&state);
-    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        let proxy = Arc::clone(&proxy);
+    let served = AtomicU32::new(0);
+    let service = service_fn(move |request: Request<Incoming>| {
         let body_len = request.body().size_hint().exact();
         let guard = InFlight::start(Arc::clone(&service_state), body_len);
+        let last = limits
+            .max_requests
+            .is_some_and(|max| served.fetch_add(1, Ordering::Relaxed).saturating_add(1) >= max);
+        let response = handle(request);
         async move {
-            let response = proxy.handle(request, peer).await;
+            let mut response = response.await;
+            if last {
+                // hyper ends the connection after a response that says so.
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok::<_, Infallible>(response.map(|body| TrackedBody {
                 body,
                 _guard: guard,
@@ -267,9 +335,9 @@ pub async fn serve(
         // Our watchdog owns head timing; hyper's timer would also run while
         // a keep-alive connection is idle, and can't be turned off by `0`.
         .header_read_timeout(None)
-        .max_header_size(MAX_HEADER_BYTES)
+        .max_header_size(limits.max_header_bytes)
         // A head that is not complete within the limit never grows past it.
-        .max_buf_size(MAX_HEADER_BYTES + 1)
+        .max_buf_size(limits.max_header_bytes + 1)
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
@@ -296,7 +364,12 @@ pub async fn serve(
                     shutting_down = true;
                 }
             }
-            () = state.changed.notified() => {}
+            () = state.changed.notified() => {
+                if state.closed.load(Ordering::Acquire) {
+                    tracing::debug!("connection closed by its listener to make room");
+                    return;
+                }
+            }
             () = watchdog.as_mut(), if deadline.is_some() && !shutting_down => {
                 // The phase may have moved on while we slept; only a deadline
                 // that is still current counts.
@@ -313,6 +386,56 @@ pub async fn serve(
                 }
             }
         }
+    }
+}
+
+/// One connection as its listener sees it: whether its peer has stopped
+/// reading, how long it has been doing what it does now, and a way to close
+/// it at once. Clones share the connection.
+#[derive(Clone)]
+pub struct Occupant(Arc<ConnState>);
+
+impl std::fmt::Debug for Occupant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (phase, since) = self.0.phase();
+        f.debug_struct("Occupant")
+            .field("phase", &phase)
+            .field("since", &since)
+            .field("stalled_since", &self.stalled_since())
+            .finish()
+    }
+}
+
+impl Default for Occupant {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Occupant {
+    /// A connection accepted now.
+    pub fn new() -> Self {
+        Occupant(Arc::new(ConnState::new()))
+    }
+
+    /// Since when a write to the peer has waited for it to read, if one is
+    /// waiting now.
+    pub fn stalled_since(&self) -> Option<Instant> {
+        let at = self.0.stalled_since_ms.load(Ordering::Acquire);
+        (at != UNKNOWN).then(|| self.0.epoch + Duration::from_millis(at))
+    }
+
+    /// Since when the connection has been doing what it does now: reading
+    /// a request's head, being answered, or waiting idle for the next one.
+    pub fn phase_since(&self) -> Instant {
+        self.0.phase().1
+    }
+
+    /// Drops the connection now, whatever it is doing; a request being
+    /// answered is cut off.
+    pub fn close(&self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.changed.notify_one();
     }
 }
 
@@ -333,21 +456,24 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps the connection marked busy until it is dropped.
-struct TrackedBody {
-    body: ResponseBody,
-    _guard: InFlight,
+pin_project_lite::pin_project! {
+    /// A response body that keeps the connection marked busy until it is dropped.
+    struct TrackedBody<B> {
+        #[pin]
+        body: B,
+        _guard: InFlight,
+    }
 }
 
-impl Body for TrackedBody {
+impl<B: Body<Data = Bytes>> Body for TrackedBody<B> {
     type Data = Bytes;
-    type Error = <ResponseBody as Body>::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        self.project().body.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -365,6 +491,9 @@ struct TimedIo {
     inner: TcpStream,
     write_timeout: Option<Duration>,
     write_stall: Option<Pin<Box<Sleep>>>,
+    /// A write is waiting for the peer to read (mirrored in the state for
+    /// the listener; kept here so writes that go through touch no atomics).
+    stalled: bool,
     state: Arc<ConnState>,
     /// Finds where the head being read ends (`None`: not scanning).
     head_scan: Option<HeadScan>,
@@ -416,9 +545,20 @@ impl TimedIo {
         match write(Pin::new(&mut self.inner), cx) {
             Poll::Ready(result) => {
                 self.write_stall = None;
+                if self.stalled {
+                    self.stalled = false;
+                    self.state
+                        .stalled_since_ms
+                        .store(UNKNOWN, Ordering::Release);
+                }
                 Poll::Ready(result)
             }
             Poll::Pending => {
+                if !self.stalled {
+                    self.stalled = true;
+                    let now = self.state.now_ms();
+                    self.state.stalled_since_ms.store(now, Ordering::Release);
+                }
                 let Some(limit) = self.write_timeout else {
                     return Poll::Pending;
                 };

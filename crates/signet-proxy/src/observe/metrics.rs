@@ -24,6 +24,7 @@ use signet_core::ErrorCode;
 use tokio::net::TcpListener;
 
 use crate::body::ProxyBody;
+use crate::ingress::connection::Timeouts;
 use crate::ingress::health;
 use crate::pipeline::Proxy;
 
@@ -353,37 +354,42 @@ impl Metrics {
 
 /// Serves, on `listener` until the task is dropped: `GET /metrics`, and the
 /// health checks as the proxy's own port answers them (`GET`/`HEAD` on
-/// `--health-path` and `/readyz`); anything else is 404.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
-    crate::app::side::serve(listener, move |request: Request<hyper::body::Incoming>| {
-        let proxy = Arc::clone(&proxy);
-        async move {
-            let (method, path) = (request.method(), request.uri().path());
-            let head = method == Method::HEAD;
-            let mut response = if path == "/metrics" && method == Method::GET {
-                let mut response = Response::new(ProxyBody::full(proxy.metrics().encode()));
+/// `--health-path` and `/readyz`); anything else is 404. Its connections
+/// are held to `timeouts` as [`crate::app::side`] caps them.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts) {
+    crate::app::side::serve(
+        listener,
+        timeouts,
+        move |request: Request<hyper::body::Incoming>| {
+            let proxy = Arc::clone(&proxy);
+            async move {
+                let (method, path) = (request.method(), request.uri().path());
+                let head = method == Method::HEAD;
+                let mut response = if path == "/metrics" && method == Method::GET {
+                    let mut response = Response::new(ProxyBody::full(proxy.metrics().encode()));
+                    response.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
+                    );
+                    response
+                } else if health::matches(method, path, proxy.health_path()) {
+                    health::response(head)
+                } else if health::matches(method, path, health::READY_PATH) {
+                    health::readiness(proxy.ready().await, head)
+                } else {
+                    let mut response = Response::new(ProxyBody::full(Bytes::new()));
+                    *response.status_mut() = StatusCode::NOT_FOUND;
+                    response
+                };
                 response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-store"),
                 );
                 response
-            } else if health::matches(method, path, proxy.health_path()) {
-                health::response(head)
-            } else if health::matches(method, path, health::READY_PATH) {
-                health::readiness(proxy.ready().await, head)
-            } else {
-                let mut response = Response::new(ProxyBody::full(Bytes::new()));
-                *response.status_mut() = StatusCode::NOT_FOUND;
-                response
-            };
-            response.headers_mut().insert(
-                http::header::CACHE_CONTROL,
-                http::HeaderValue::from_static("no-store"),
-            );
-            response
-        }
-    })
+            }
+        },
+    )
     .await;
 }

@@ -135,6 +135,12 @@ impl Proxy {
         &self.health_path
     }
 
+    /// The replay store, which the admin API shares: a proof is taken once,
+    /// on whichever listener and replica.
+    pub fn replay(&self) -> &ReplayStore {
+        &self.replay
+    }
+
     /// Readiness: a credential to send and a replay store that answers.
     pub async fn ready(&self) -> bool {
         self.credentials.ready() && self.replay.ready().await.is_ok()

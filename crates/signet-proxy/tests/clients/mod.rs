@@ -783,3 +783,43 @@ async fn an_admin_key_that_is_also_a_client_key_is_refused_at_startup_check_conf
     );
     assert_eq!(get(&env, &alice, "/user").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_revoked_admin_ephemeral_key_is_unknown_to_the_admin_api_until_unrevoked() {
+    let admin = AdminClient {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port())),
+        signer: Signer::new(),
+    };
+    let _env = Env::start_with(with_admin(&admin.signer, admin.addr.port())).await;
+    // An admin tool's binding: one ephemeral key signs each of its requests.
+    let ephemeral = crate::support::random_key();
+    let stats = async || {
+        let proof = admin.signer.sign_with_ephemeral(
+            AdminClient::claims(),
+            &ephemeral,
+            "GET",
+            "/stats",
+            b"",
+        );
+        crate::support::send(admin.addr, &Request::get("/stats").proof(proof)).await
+    };
+    assert_eq!(stats().await.status, 200);
+
+    // Its key leaks: the operator revokes it, from another binding.
+    let ek = signet_core::base64url::encode(ephemeral.verifying_key().as_bytes());
+    let body = format!(
+        r#"{{"ephemeral_key":"{ek}","until":{}}}"#,
+        crate::support::NOW + 300
+    );
+    assert_eq!(admin.post("/revoke", &body).await.status, 200);
+    let refused = stats().await;
+    assert_refused(&refused, ErrorCode::UnknownKey);
+    assert_eq!(
+        admin.get("/stats").await.status,
+        200,
+        "the admin's other bindings still work"
+    );
+
+    assert_eq!(admin.post("/unrevoke", &body).await.status, 200);
+    assert_eq!(stats().await.status, 200);
+}

@@ -372,3 +372,60 @@ async fn replays_of_a_captured_proof_never_take_tokens_from_the_shared_rate() {
     assert_refused(&env.send(&fresh()).await, ErrorCode::RateLimited);
     assert_eq!(env.upstream.requests().len(), 3);
 }
+
+#[tokio::test]
+async fn an_admin_proof_accepted_by_one_replica_is_refused_by_another() {
+    let redis = RedisServer::start().await;
+    let admin_signer = crate::support::Signer::new();
+    let admin_key = admin_signer.key();
+    let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (first_admin, second_admin) = (
+        local(crate::support::free_port()),
+        local(crate::support::free_port()),
+    );
+    let redis = &redis;
+    let with_admin = |admin: std::net::SocketAddr| {
+        move |config: &mut signet_proxy::Config| {
+            with_redis(redis)(config);
+            config.admin_listen = Some(admin);
+            config.admin_key = Some(admin_key);
+        }
+    };
+    let env = Env::start_with(with_admin(first_admin)).await;
+    let mut second = config(&env.upstream.url(), &env.signer);
+    with_admin(second_admin)(&mut second);
+    let replica = RunningProxy::start(&second).await;
+    let signed = || Request::get("/user").proof(env.signer.sign("GET", "/user", b""));
+    let admin_request = |target: &str, body: String| {
+        let claims = crate::support::Claims {
+            purpose: "admin",
+            ..Default::default()
+        };
+        let proof = admin_signer.sign_with(claims, "POST", target, body.as_bytes());
+        Request::new("POST", target)
+            .proof(proof)
+            .body(body.into_bytes())
+    };
+    let client = format!("key:{}", signet_core::key_id(&env.signer.key().to_bytes()));
+    let body = format!(r#"{{"client":"{client}"}}"#);
+
+    // An operator lifts a revocation, and someone captures that request …
+    let captured_unrevoke = admin_request("/unrevoke", body.clone());
+    assert_eq!(send(first_admin, &captured_unrevoke).await.status, 200);
+    // … then revokes the client again.
+    let revoked = send(first_admin, &admin_request("/revoke", body)).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    assert_refused(
+        &wait_for_status(replica.addr, signed, 401).await,
+        ErrorCode::UnknownKey,
+    );
+
+    // The captured unrevoke, replayed on the other replica, undoes nothing.
+    assert_refused(
+        &send(second_admin, &captured_unrevoke).await,
+        ErrorCode::ReplayDetected,
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_refused(&send(replica.addr, &signed()).await, ErrorCode::UnknownKey);
+    assert_refused(&env.send(&signed()).await, ErrorCode::UnknownKey);
+}

@@ -111,4 +111,29 @@ impl Signer {
         };
         binding.sign_request(&ephemeral, &request, claims.ts, nonce)
     }
+
+    /// Like [`Signer::sign_with`], signed by a chosen ephemeral key: several
+    /// proofs of one binding, as a client makes them until its binding expires.
+    pub fn sign_with_ephemeral(
+        &self,
+        claims: Claims<'_>,
+        ephemeral: &SigningKey,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> ProofHeader {
+        let purpose = Purpose::new(claims.purpose).expect("test purposes are valid");
+        let binding = Binding::sign(
+            &self.master,
+            &ephemeral.verifying_key(),
+            claims.exp,
+            purpose,
+        );
+        let request = RequestParts {
+            method,
+            target,
+            body_digest: BodyDigest::of(body),
+        };
+        binding.sign_request(ephemeral, &request, claims.ts, random_bytes())
+    }
 }
