@@ -897,3 +897,79 @@ async fn ten_thousand_pipelined_requests_on_one_connection_are_all_answered() {
     let env = Env::start().await;
     assert_eq!(flood(env.proxy.addr, 10_000).await, 10_000);
 }
+
+// ===========================================================================
+// 6. One client against the others: the shared credential and the slots
+// ===========================================================================
+
+/// Requests that would manage the proxy's own GitHub credential: revoking
+/// the token it is sent with, and the App's JWT-only routes (whose 401s
+/// would make the proxy mint again), however the path is spelt.
+const CREDENTIAL_ENDPOINTS: [(&str, &str); 19] = [
+    ("DELETE", "/installation/token"),
+    ("DELETE", "/installation/token/"),
+    ("DELETE", "/installation/token?x=1"),
+    ("DELETE", "//installation//token"),
+    ("DELETE", "/%69nstallation/%74oken"),
+    ("DELETE", "/Installation/Token"),
+    ("POST", "/installation/token"),
+    ("GET", "/app"),
+    ("GET", "/app/"),
+    ("GET", "/app?per_page=1"),
+    ("GET", "/app/installations"),
+    ("POST", "/app/installations/1/access_tokens"),
+    ("DELETE", "/app/installations/1"),
+    ("GET", "//app/installations"),
+    ("GET", "/%61pp/installations"),
+    ("GET", "/%2561pp/installations"),
+    ("GET", "/APP/hook/config"),
+    ("GET", "/app%2Finstallations"),
+    ("GET", "/app.json"),
+];
+
+#[tokio::test]
+async fn credential_endpoints_are_refused_for_every_client_and_never_forwarded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    // A client whose rules name the endpoints explicitly, and one with none.
+    let allowed = Signer::new();
+    std::fs::write(
+        &keys,
+        format!(
+            "[[client]]\nname = \"allowed\"\nkey = \"{}\"\nallow = [\"* /app/**\", \"* /app\", \"* /installation/token\", \"* /**\"]\n",
+            signet_core::public_key_hex(&allowed.key())
+        ),
+    )
+    .expect("write keys file");
+    let env = Env::start_with(|c| c.keys_file = Some(keys)).await;
+    for signer in [&env.signer, &allowed] {
+        for (method, target) in CREDENTIAL_ENDPOINTS {
+            let request = Request::new(method, target).proof(signer.sign(method, target, b""));
+            let reply = env.send(&request).await;
+            assert_refused(&reply, ErrorCode::CredentialEndpointRefused);
+            assert_eq!(reply.status, 403, "{method} {target}");
+        }
+    }
+    // Unsigned, they are refused like any request without a proof.
+    let reply = env
+        .send(&Request::new("DELETE", "/installation/token"))
+        .await;
+    assert_refused(&reply, ErrorCode::MissingProof);
+    env.assert_nothing_forwarded();
+
+    // Neighbouring routes are the API's, and go through.
+    for (method, target) in [
+        ("GET", "/apps/acme-bot"),
+        ("GET", "/application"),
+        ("GET", "/app-manifests/x/conversions"),
+        ("GET", "/repos/o/app"),
+        ("GET", "/installation/repositories"),
+        ("GET", "/installation/token-x"),
+        ("DELETE", "/repos/o/r/installation/token"),
+    ] {
+        let request = Request::new(method, target).proof(env.signer.sign(method, target, b""));
+        let reply = env.send(&request).await;
+        assert_ne!(reply.status, 403, "{method} {target}: {}", reply.text());
+    }
+    assert_eq!(env.upstream.requests().len(), 7);
+}
