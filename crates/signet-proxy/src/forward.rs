@@ -221,7 +221,8 @@ impl Forwarder {
 
         let (mut parts, body) = response.into_parts();
         if parts.status == http::StatusCode::UNAUTHORIZED {
-            // An expired or revoked installation token: get a new one now.
+            // An expired or revoked installation token: get a new one (if
+            // the token is old enough for its 401 to count).
             self.credentials.rejected(credential);
         }
         if parts.status.is_informational() {

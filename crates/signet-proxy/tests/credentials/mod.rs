@@ -187,7 +187,8 @@ async fn a_401_from_github_makes_the_proxy_fetch_a_new_installation_token_at_onc
         401,
         "GitHub refused the old token"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The token is replaced once it is old enough for a 401 to count (5 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
     let mut status = 0;
     while Instant::now() < deadline && status != 200 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -516,4 +517,69 @@ async fn beyond_the_upstream_concurrency_requests_wait_then_get_503() {
         .send(&Request::get("/user").proof(env.signer.sign("GET", "/user", b"")))
         .await;
     assert_eq!(reply.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_401s_mints_at_most_one_new_token_per_credential() {
+    // Any client can make GitHub answer 401 with a good token (GitHub's
+    // `/app` routes do; here a route that always does): before, each such
+    // answer made the proxy mint a new token at once.
+    let (full, scoped) = (Signer::new(), Signer::new());
+    let keys = client_entry("full", &full, "")
+        + &client_entry(
+            "scoped",
+            &scoped,
+            r#"github = { repositories = ["acme/app"] }"#,
+        );
+    let (_dir, upstream, proxy) = app_proxy_with_keys(Duration::from_secs(3600), &keys).await;
+    assert_eq!(
+        send(proxy.addr, &get(&scoped, "/repos/acme/app"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(upstream.issued_tokens(), 2, "the main and the scoped token");
+    let burst = || async {
+        for _ in 0..5 {
+            let mut replies = tokio::task::JoinSet::new();
+            for signer in [&full, &scoped] {
+                for _ in 0..4 {
+                    let (addr, request) = (proxy.addr, get(signer, "/status/401"));
+                    replies.spawn(async move { send(addr, &request).await });
+                }
+            }
+            while let Some(reply) = replies.join_next().await {
+                let reply = reply.expect("request task");
+                assert_eq!(reply.status, 401, "{}", reply.text());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Time for an exchange the burst asked for to be made.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    // Tokens minted seconds ago: their 401s say nothing about them.
+    burst().await;
+    assert_eq!(
+        upstream.issued_tokens(),
+        2,
+        "no token younger than 5 s is replaced"
+    );
+
+    // Older tokens: one refresh each, however many 401s follow.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    burst().await;
+    assert_eq!(
+        upstream.issued_tokens(),
+        4,
+        "one new main token and one new scoped token"
+    );
+    for signer in [&full, &scoped] {
+        assert_eq!(
+            send(proxy.addr, &get(signer, "/repos/acme/app"))
+                .await
+                .status,
+            200
+        );
+    }
 }
