@@ -973,3 +973,41 @@ async fn credential_endpoints_are_refused_for_every_client_and_never_forwarded()
     }
     assert_eq!(env.upstream.requests().len(), 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clamped_rate_limit_hold_is_logged_with_what_github_sent() {
+    let mut proxy = LoggedProxy::start(&[]).await;
+    let lines = proxy.collect_lines();
+    let now = crate::now();
+    let sent = now + 3_000 * 365 * 24 * 3600;
+    let target = format!("/limit/code_search/0/{sent}");
+    let claims = crate::support::Claims {
+        exp: now + 300,
+        ts: now,
+        purpose: "test",
+    };
+    let proof = proxy.signer.sign_with(claims, "GET", &target, b"");
+    let reply = send(proxy.addr, &Request::get(&target).proof(proof)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let clamp = || {
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("X-RateLimit-Reset is more than an hour away"))
+            })
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clamp().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = clamp().expect("the clamp is logged");
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["resource"], "code_search", "{line}");
+    assert_eq!(line["sent"], sent, "{line}");
+}
