@@ -46,8 +46,9 @@ pub enum ErrorCode {
     UpstreamQuotaExhausted,
     /// GitHub's secondary rate limit holds every request back (product code).
     UpstreamSecondaryLimit,
-    /// `--upstream-concurrency` requests are in flight to GitHub and no slot
-    /// freed in time (product code).
+    /// `--upstream-concurrency` requests (or the client's
+    /// `--upstream-concurrency-per-client`) are in flight to GitHub and no
+    /// slot freed in time (product code).
     UpstreamBusy,
     /// §5 step 11: `(ek, n)` was seen before.
     ReplayDetected,

@@ -1011,3 +1011,94 @@ async fn a_clamped_rate_limit_hold_is_logged_with_what_github_sent() {
     assert_eq!(line["resource"], "code_search", "{line}");
     assert_eq!(line["sent"], sent, "{line}");
 }
+
+/// The status code of a response head, and the bytes read so far.
+async fn status_of(stream: &mut TcpStream) -> (u16, Vec<u8>) {
+    let head = tokio::time::timeout(Duration::from_secs(10), support::read_head(stream))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let status = std::str::from_utf8(head.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_holding_its_share_of_upstream_slots_never_starves_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let other = Signer::new();
+    std::fs::write(
+        &keys,
+        format!(
+            "[[client]]\nname = \"other\"\nkey = \"{}\"\n",
+            signet_core::public_key_hex(&other.key())
+        ),
+    )
+    .expect("write keys file");
+    let keys = keys.display().to_string();
+    // Four slots; each client's share is the default, a quarter: one.
+    let proxy = LoggedProxy::start(&[
+        "--keys-file",
+        &keys,
+        "--upstream-concurrency",
+        "4",
+        "--upstream-timeout",
+        "1s",
+    ])
+    .await;
+    let now = crate::now();
+    let signed = |signer: &Signer, target: &str| {
+        let claims = crate::support::Claims {
+            exp: now + 300,
+            ts: now,
+            purpose: "test",
+        };
+        Request::get(target).proof(signer.sign_with(claims, "GET", target, b""))
+    };
+
+    // The hog opens as many large downloads as there are slots (distinct,
+    // so none waits on another's flight) and never reads their bodies: a
+    // slot is held until its response body ends.
+    let mut downloads = Vec::new();
+    for n in 0..4 {
+        let target = format!("/stream/{}", 200_000_000 + n);
+        let request = signed(&proxy.signer, &target).to_bytes("p");
+        downloads.push(open_with(proxy.addr, &request).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Another client is still served, at once.
+    let reply = send(proxy.addr, &signed(&other, "/user")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // The hog got its share; the rest of its downloads waited for a slot of
+    // its own (never another's) and were refused.
+    let mut statuses = Vec::new();
+    for stream in &mut downloads {
+        let (status, mut read) = status_of(stream).await;
+        if status == 503 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&read).contains("UPSTREAM_BUSY")
+                && Instant::now() < deadline
+            {
+                match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => read.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            assert!(
+                String::from_utf8_lossy(&read).contains("UPSTREAM_BUSY"),
+                "{}",
+                String::from_utf8_lossy(&read)
+            );
+        }
+        statuses.push(status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 503, 503, 503]);
+}
