@@ -33,6 +33,10 @@ pub enum ErrorCode {
     /// §5 step 10: no `allow` rule of the client covers the method and path
     /// (product code).
     ForbiddenByPolicy,
+    /// The request manages the proxy's own GitHub credential
+    /// (`DELETE /installation/token`, the App's `/app` routes): refused for
+    /// every client, whatever its rules, and never forwarded (product code).
+    CredentialEndpointRefused,
     /// The client is over its rate limit (product code).
     RateLimited,
     /// The proxy holds no usable GitHub token yet (product code).
@@ -42,8 +46,9 @@ pub enum ErrorCode {
     UpstreamQuotaExhausted,
     /// GitHub's secondary rate limit holds every request back (product code).
     UpstreamSecondaryLimit,
-    /// `--upstream-concurrency` requests are in flight to GitHub and no slot
-    /// freed in time (product code).
+    /// `--upstream-concurrency` requests (or the client's
+    /// `--upstream-concurrency-per-client`) are in flight to GitHub and no
+    /// slot freed in time (product code).
     UpstreamBusy,
     /// §5 step 11: `(ek, n)` was seen before.
     ReplayDetected,
@@ -88,6 +93,7 @@ impl ErrorCode {
             Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::PurposeMismatch => "PURPOSE_MISMATCH",
             Self::ForbiddenByPolicy => "FORBIDDEN_BY_POLICY",
+            Self::CredentialEndpointRefused => "CREDENTIAL_ENDPOINT_REFUSED",
             Self::RateLimited => "RATE_LIMITED",
             Self::UpstreamCredentialsUnavailable => "UPSTREAM_CREDENTIALS_UNAVAILABLE",
             Self::UpstreamQuotaExhausted => "UPSTREAM_QUOTA_EXHAUSTED",
@@ -118,7 +124,9 @@ impl ErrorCode {
             | Self::ClockSkew
             | Self::InvalidSignature
             | Self::ReplayDetected => 401,
-            Self::PurposeMismatch | Self::ForbiddenByPolicy => 403,
+            Self::PurposeMismatch | Self::ForbiddenByPolicy | Self::CredentialEndpointRefused => {
+                403
+            }
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::RequestTooLarge => 413,
@@ -148,6 +156,9 @@ impl ErrorCode {
             Self::InvalidSignature => "A Signet-Proof signature does not verify.",
             Self::PurposeMismatch => "The proof's purpose is not allowed here.",
             Self::ForbiddenByPolicy => "No rule of this client allows this request.",
+            Self::CredentialEndpointRefused => {
+                "This request would manage the proxy's own GitHub credential; it is refused for every client."
+            }
             Self::RateLimited => {
                 "This client is over its rate limit; retry after Retry-After seconds."
             }

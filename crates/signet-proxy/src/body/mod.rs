@@ -17,6 +17,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::refusal::Refusal;
 use crate::upstream::api::cache::Recorder;
+use crate::upstream::forward::UpstreamSlot;
 
 /// The body of every response the proxy sends: a small in-memory body
 /// (health, refusals) or the upstream's body, streamed frame by frame.
@@ -38,8 +39,9 @@ struct Streamed {
     /// Whether the last poll left us waiting on the upstream: the stall timer
     /// runs only then, never while the client is slow to take what we have.
     waiting: bool,
-    /// The request's `--upstream-concurrency` slot, held until the body ends.
-    _slot: Option<OwnedSemaphorePermit>,
+    /// The request's upstream slot (and its client's share), held until the
+    /// body ends.
+    _slot: Option<UpstreamSlot>,
     /// Keeps a copy for the cache while it streams.
     recorder: Option<Box<Recorder>>,
 }
@@ -54,11 +56,7 @@ impl ProxyBody {
     /// upstream sends nothing for `stall_limit` while we wait on it, the
     /// body ends in an error, so the client sees a truncated response
     /// instead of a connection held open forever.
-    pub fn streamed(
-        body: Incoming,
-        stall_limit: Duration,
-        slot: Option<OwnedSemaphorePermit>,
-    ) -> Self {
+    pub fn streamed(body: Incoming, stall_limit: Duration, slot: Option<UpstreamSlot>) -> Self {
         ProxyBody(Kind::Streamed(Streamed {
             body,
             stall_limit,

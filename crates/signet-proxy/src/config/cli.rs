@@ -132,6 +132,12 @@ pub struct Args {
     #[arg(global = true, long, default_value_t = 100)]
     pub upstream_concurrency: usize,
 
+    /// Most requests one client may have in flight to GitHub at once (default: a quarter of
+    /// --upstream-concurrency, at least 1); more wait up to --upstream-timeout for a slot of
+    /// their own, then get 503 UPSTREAM_BUSY, so no client can take every slot.
+    #[arg(global = true, long, env = "SIGNET_UPSTREAM_CONCURRENCY_PER_CLIENT")]
+    pub upstream_concurrency_per_client: Option<usize>,
+
     /// Most client connections served at once; more are refused with 503 TOO_MANY_CONNECTIONS.
     #[arg(global = true, long, default_value_t = 1024)]
     pub max_connections: usize,

@@ -61,6 +61,10 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Most requests in flight to GitHub at once (its secondary limits).
     pub upstream_concurrency: usize,
+    /// Most requests one client may have in flight to GitHub at once
+    /// (`None`: a quarter of `upstream_concurrency`); see
+    /// [`Config::upstream_share`].
+    pub upstream_concurrency_per_client: Option<usize>,
     /// Bytes of responses the conditional-request cache keeps (0: off).
     pub cache_size: u64,
     /// Purposes a proof must carry one of; empty means any.
@@ -198,6 +202,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Most requests one client may have in flight to GitHub at once: the
+    /// configured share, by default a quarter of `upstream_concurrency` (at
+    /// least 1), and never more than `upstream_concurrency`.
+    pub fn upstream_share(&self) -> usize {
+        self.upstream_concurrency_per_client
+            .unwrap_or(self.upstream_concurrency / 4)
+            .clamp(1, self.upstream_concurrency.max(1))
+    }
+
     /// The verification limits, shared by the verifier and the replay store.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -241,6 +254,7 @@ impl Config {
             refusal_log_limit: crate::observe::logging::DEFAULT_REFUSAL_LOG_LIMIT,
             upstream_timeout: Duration::from_secs(30),
             upstream_concurrency: 100,
+            upstream_concurrency_per_client: None,
             cache_size: 64 * 1024 * 1024,
             allowed_purposes: Vec::new(),
             public_url: None,
@@ -326,6 +340,23 @@ impl Config {
             ));
         }
         config.upstream_concurrency = args.upstream_concurrency;
+        if let Some(share) = args.upstream_concurrency_per_client {
+            let why = if share == 0 {
+                Some("must be at least 1")
+            } else if share > args.upstream_concurrency {
+                Some("must be at most --upstream-concurrency")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(flag_error(
+                    "upstream-concurrency-per-client",
+                    &share.to_string(),
+                    why,
+                ));
+            }
+        }
+        config.upstream_concurrency_per_client = args.upstream_concurrency_per_client;
         config.cache_size = parse_size("cache-size", &args.cache_size)?;
         config.upstream_timeout = positive(
             "upstream-timeout",
@@ -700,6 +731,35 @@ mod tests {
                 .map(|e| e.to_string())
                 .as_deref(),
             Some("github token required: set --github-token or GITHUB_TOKEN")
+        );
+    }
+
+    #[test]
+    fn a_clients_upstream_share_defaults_to_a_quarter_and_stays_within_the_whole() {
+        let base = ["--master-key", KEY, "--github-token", "t"];
+        let share = |extra: &[&str]| {
+            Config::from_args(&args(&[&base[..], extra].concat())).map(|c| c.upstream_share())
+        };
+        assert_eq!(share(&[]).ok(), Some(25));
+        assert_eq!(share(&["--upstream-concurrency", "10"]).ok(), Some(2));
+        assert_eq!(share(&["--upstream-concurrency", "3"]).ok(), Some(1));
+        assert_eq!(
+            share(&["--upstream-concurrency-per-client", "100"]).ok(),
+            Some(100)
+        );
+        let with = |extra: &[&str]| error(&[&base[..], extra].concat());
+        assert_eq!(
+            with(&["--upstream-concurrency-per-client", "0"]),
+            r#"invalid --upstream-concurrency-per-client "0": must be at least 1"#
+        );
+        assert_eq!(
+            with(&[
+                "--upstream-concurrency",
+                "8",
+                "--upstream-concurrency-per-client",
+                "9"
+            ]),
+            r#"invalid --upstream-concurrency-per-client "9": must be at most --upstream-concurrency"#
         );
     }
 

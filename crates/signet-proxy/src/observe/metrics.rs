@@ -281,10 +281,7 @@ impl Metrics {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<i64>().ok())
         };
-        let resource = headers
-            .get("x-ratelimit-resource")
-            .and_then(|v| v.to_str().ok())
-            .filter(|r| r.len() <= 32 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        let resource = crate::upstream::api::quota::resource_header(headers)
             .unwrap_or("core")
             .to_owned();
         if let Some(remaining) = number("x-ratelimit-remaining") {

@@ -320,7 +320,7 @@ impl Proxy {
         let forwarding = Instant::now();
         let response = self
             .forwarder
-            .forward(&verified, &credential, parts, target, body)
+            .forward(&verified, &client.name, &credential, parts, target, body)
             .await?;
         self.metrics.stage("upstream", forwarding.elapsed());
         self.metrics

@@ -16,6 +16,11 @@
 //!   nor a segment holding an encoded `/`, `\`, `.` or `%` (`%2F`, `%5C`,
 //!   `%2E`, `%25`, any case) or a raw `\`, so no segment a wildcard accepts
 //!   can turn into several, or climb, at an upstream that decodes it.
+//!
+//! Before any of that, and whatever the client's rules, requests that would
+//! manage the proxy's own GitHub credential are refused
+//! ([`manages_the_credential`]): the token is every client's, so no one
+//! client may revoke it or make the proxy mint it again.
 
 pub(crate) mod rate;
 
@@ -36,9 +41,11 @@ impl Policy {
         Policy { allowed_purposes }
     }
 
-    /// Step 10 for one request: `PURPOSE_MISMATCH` when the proof's purpose
-    /// is not allowed here or for this client, `FORBIDDEN_BY_POLICY` when no
-    /// rule of this client allows the method and path.
+    /// Step 10 for one request: `CREDENTIAL_ENDPOINT_REFUSED` when it would
+    /// manage the proxy's own credential (for every client, whatever its
+    /// rules), `PURPOSE_MISMATCH` when the proof's purpose is not allowed
+    /// here or for this client, `FORBIDDEN_BY_POLICY` when no rule of this
+    /// client allows the method and path.
     pub fn check(
         &self,
         client: &Client,
@@ -46,6 +53,15 @@ impl Policy {
         method: &str,
         target: &str,
     ) -> Result<(), Refusal> {
+        if manages_the_credential(target) {
+            let shown: String = target.chars().take(256).collect();
+            return Err(
+                Refusal::new(ErrorCode::CredentialEndpointRefused).with_detail(format!(
+                    "client {:?}: {method} {shown} manages the shared GitHub credential",
+                    client.name
+                )),
+            );
+        }
         let purpose = proof.purpose();
         let allowed_here =
             self.allowed_purposes.is_empty() || self.allowed_purposes.contains(purpose);
@@ -66,6 +82,84 @@ impl Policy {
         Err(Refusal::new(ErrorCode::ForbiddenByPolicy)
             .with_owned_message(format!("No rule of this client allows {method} {shown}."))
             .with_detail(format!("client {:?}: no allow rule matches", client.name)))
+    }
+}
+
+/// Whether a request for `target` (any method) would manage the proxy's own
+/// GitHub credential:
+///
+/// * `/installation/token`, whose `DELETE` revokes the token it is sent
+///   with: one client would log every other out. No other method exists
+///   there, and a `POST` with `_method=DELETE` is a `DELETE` to servers that
+///   honour method overrides, so every method is refused.
+/// * `/app` and every path below it: GitHub's App routes take only the App's
+///   JWT, so with an installation token they can only fail, and each of
+///   their 401s would make the proxy mint a new token.
+///
+/// `/apps/…`, `/app-manifests/…`, `/application` and every other route are
+/// not concerned. The target is relative to `--github-api`, so this holds
+/// under a GitHub Enterprise base path too. The path is read as the
+/// loosest server in front of GitHub might read it, so that no spelling of
+/// these routes slips through: the query is ignored, percent-escapes are
+/// decoded until none is left (`/%61pp` and `/%2561pp` are `/app`), `\`
+/// separates segments like `/`, empty segments are skipped (`//app`, a
+/// trailing `/`), letter case is ignored, and a segment is a route's word
+/// when the word is followed by nothing or by a byte that cannot continue a
+/// name (`app.json`, `app;v=1`).
+pub fn manages_the_credential(target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or_default();
+    let decoded = if path.contains('%') {
+        std::borrow::Cow::Owned(fully_decoded(path.as_bytes()))
+    } else {
+        std::borrow::Cow::Borrowed(path.as_bytes())
+    };
+    let mut segments = decoded
+        .split(|b| matches!(b, b'/' | b'\\'))
+        .filter(|segment| !segment.is_empty());
+    match segments.next() {
+        Some(first) if is_word(first, b"app") => true,
+        Some(first) if is_word(first, b"installation") => {
+            segments.next().is_some_and(|s| is_word(s, b"token")) && segments.next().is_none()
+        }
+        _ => false,
+    }
+}
+
+/// `segment` is `word` (any case), alone or followed by a byte that cannot
+/// continue a route name (`.json`, `;x`, a decoded NUL).
+fn is_word(segment: &[u8], word: &[u8]) -> bool {
+    segment.len() >= word.len()
+        && segment[..word.len()].eq_ignore_ascii_case(word)
+        && segment
+            .get(word.len())
+            .is_none_or(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')))
+}
+
+/// `bytes` with percent-escapes decoded until none is left, in one pass: a
+/// decoded byte may complete an escape with the bytes before it (`%25` then
+/// `61` is `%61`, then `a`). Each decoding shortens the output by two
+/// bytes, so the work is linear in the input.
+fn fully_decoded(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for &byte in bytes {
+        out.push(byte);
+        while let [.., b'%', high, low] = out[..] {
+            let (Some(high), Some(low)) = (hex_digit(high), hex_digit(low)) else {
+                break;
+            };
+            out.truncate(out.len() - 3);
+            out.push(high << 4 | low);
+        }
+    }
+    out
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -249,6 +343,85 @@ mod tests {
         );
         assert!(!one.matches("GET", "/repos/acme/a%2Fb"));
         assert!(one.matches("GET", "/repos/acme/a%20b"));
+    }
+
+    #[test]
+    fn the_credentials_own_routes_are_recognised_however_they_are_spelt() {
+        for target in [
+            "/installation/token",
+            "/installation/token/",
+            "/installation/token?x=1",
+            "//installation//token",
+            "/installation\\token",
+            "/%69nstallation/%74oken",
+            "/installation%2Ftoken",
+            "/Installation/TOKEN",
+            "/installation/token.json",
+            "/app",
+            "/app/",
+            "/app?x",
+            "/app/installations/1/access_tokens",
+            "//app/hook/config",
+            "/%61pp",
+            "/%2561pp/installations",
+            "/%252561pp",
+            "/%%361pp",
+            "/APP",
+            "/app%2Finstallations",
+            "/app%5Cinstallations",
+            "/app.json",
+            "/app;v=1",
+            "/app%00",
+        ] {
+            assert!(manages_the_credential(target), "{target}");
+        }
+        for target in [
+            "/",
+            "/apps",
+            "/apps/acme-bot",
+            "/application",
+            "/app-manifests/x/conversions",
+            "/app_x",
+            "/ap",
+            "/repos/o/app",
+            "/user?next=/app",
+            "/installation",
+            "/installation/repositories",
+            "/installation/token/extra",
+            "/installation/tokens",
+            "/repos/o/r/installation/token",
+            "/%2",
+            "/%",
+            "/a%pp",
+        ] {
+            assert!(!manages_the_credential(target), "{target}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_percent_encoding_of_app_is_still_app(
+            levels in proptest::collection::vec(0usize..4, 3),
+            rest in "(/[a-z0-9_]{0,6}){0,3}",
+        ) {
+            let mut first = String::new();
+            for (byte, level) in b"app".iter().zip(&levels) {
+                let mut spelt = (*byte as char).to_string();
+                for _ in 0..*level {
+                    spelt = spelt.bytes().map(|b| format!("%{b:02X}")).collect();
+                }
+                first.push_str(&spelt);
+            }
+            let target = format!("/{first}{rest}");
+            proptest::prop_assert!(manages_the_credential(&target), "{}", target);
+            let apps = format!("/{first}s{rest}");
+            proptest::prop_assert!(!manages_the_credential(&apps), "{}", apps);
+        }
+
+        #[test]
+        fn reading_any_target_never_panics(target in "[ -~]{0,64}") {
+            let _ = manages_the_credential(&target);
+        }
     }
 
     #[test]

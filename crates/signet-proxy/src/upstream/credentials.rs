@@ -8,7 +8,8 @@
 //!   `--github-installation-id`): an RS256 App JWT (iat 60 s in the past,
 //!   exp 9 min ahead) is exchanged at `POST /app/installations/{id}/access_tokens`
 //!   for an installation token, refreshed when less than a fifth of its
-//!   lifetime remains, and at once after GitHub answers 401. One background
+//!   lifetime remains, and after GitHub answers 401 to it (see
+//!   [`REJECTED_MIN_AGE`] for when a 401 counts). One background
 //!   task does every exchange (single flight), retries with backoff and
 //!   jitter, and the old token keeps serving until the new one arrives.
 //!
@@ -22,7 +23,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -91,7 +92,23 @@ pub struct Current {
     /// When GitHub stops accepting it (App tokens): past it, the token is
     /// not sent (503 until a new one arrives), never a known-dead one.
     expires: Option<Instant>,
+    /// When the proxy got it.
+    received: Instant,
+    /// When a 401 last asked for it to be replaced.
+    last_rejection: Mutex<Option<Instant>>,
 }
+
+/// A 401 asks for a new token only when the token is at least this old.
+/// Any client can make GitHub answer 401 to a good token (a route that
+/// takes another credential), and GitHub may refuse a token it issued a
+/// moment ago while it propagates: a young token's 401 says little about
+/// it, and replacing it at once would let each request cost an exchange.
+pub const REJECTED_MIN_AGE: Duration = Duration::from_secs(5);
+
+/// After a 401 asked for a token to be replaced, its further 401s ask again
+/// only after this long: a burst costs one exchange, and a refresh that
+/// failed is asked for again at this pace at most.
+pub const REJECTED_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Every token the process holds gets the next number.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -104,7 +121,26 @@ impl Current {
             scope,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             expires: None,
+            received: Instant::now(),
+            last_rejection: Mutex::new(None),
         }
+    }
+
+    /// GitHub answered 401 to this token at `now`: whether that should
+    /// replace it ([`REJECTED_MIN_AGE`], [`REJECTED_INTERVAL`]). Counts as
+    /// the one request for a while when it says yes.
+    pub fn take_rejection(&self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.received) < REJECTED_MIN_AGE {
+            return false;
+        }
+        let Ok(mut last) = self.last_rejection.lock() else {
+            return false;
+        };
+        if last.is_some_and(|at| now.saturating_duration_since(at) < REJECTED_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     fn expiring(mut self, at: Instant) -> Self {
@@ -216,16 +252,27 @@ impl Credentials {
             .is_some_and(|token| token.live())
     }
 
-    /// GitHub answered 401 to a request made with `token`.
+    /// GitHub answered 401 to a request made with `token`: it is replaced
+    /// if it is still the one in force and [`Current::take_rejection`] says
+    /// so (a 401 to a token already replaced says nothing).
     pub fn rejected(&self, token: &Current) {
         if !matches!(self.source, CredentialSource::App(_)) {
             return;
         }
         match &token.scope {
-            None => self.rejected.notify_one(),
+            None => {
+                let in_force = self
+                    .current
+                    .load()
+                    .as_ref()
+                    .is_some_and(|current| current.generation == token.generation);
+                if in_force && token.take_rejection(Instant::now()) {
+                    self.rejected.notify_one();
+                }
+            }
             Some(scope) => {
                 if let Some(slot) = self.scoped.slot(scope) {
-                    slot.rejected();
+                    slot.rejected(token);
                 }
             }
         }

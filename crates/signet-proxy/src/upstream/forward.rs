@@ -4,7 +4,8 @@
 //! configuration; the client contributes nothing but the verified method,
 //! request-target and body, and the headers it may set.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use signet_core::{ErrorCode, VerifiedProof};
 use signet_http::headers::remove_hop_by_hop;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::{BufferedBody, ProxyBody};
 use crate::config::{Config, Upstream};
@@ -72,7 +74,9 @@ pub struct Forwarder {
     /// The token to inject, kept fresh by its own task.
     credentials: Arc<Credentials>,
     /// At most `--upstream-concurrency` requests in flight to GitHub.
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<Semaphore>,
+    /// At most `--upstream-concurrency-per-client` of them for one client.
+    shares: Arc<Shares>,
     timeout: Duration,
     links: Option<LinkRewriter>,
 }
@@ -136,10 +140,11 @@ impl Forwarder {
             pools: Pools::new(builder, https),
             upstream: Arc::new(config.upstream.clone()),
             credentials,
-            slots: Arc::new(tokio::sync::Semaphore::new(
-                config
-                    .upstream_concurrency
-                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            slots: Arc::new(Semaphore::new(
+                config.upstream_concurrency.clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            shares: Arc::new(Shares::new(
+                config.upstream_share().clamp(1, Semaphore::MAX_PERMITS),
             )),
             timeout: config.upstream_timeout,
             links: config
@@ -158,11 +163,14 @@ impl Forwarder {
     ///
     /// `_verified` is the evidence: only [`CheckedProof::verify`] makes a
     /// [`VerifiedProof`], so nothing can reach the token without one.
+    /// `client` is the verified client's name, whose share of the upstream
+    /// slots the request takes.
     ///
     /// [`CheckedProof::verify`]: signet_core::CheckedProof::verify
     pub async fn forward(
         &self,
         _verified: &VerifiedProof,
+        client: &str,
         credential: &Current,
         mut parts: request::Parts,
         target: &str,
@@ -192,14 +200,7 @@ impl Forwarder {
         *request.uri_mut() = uri;
         *request.headers_mut() = parts.headers;
 
-        // Beyond the concurrency GitHub tolerates, wait for a slot (bounded).
-        let slot = tokio::time::timeout(self.timeout, Arc::clone(&self.slots).acquire_owned())
-            .await
-            .map_err(|_| {
-                Refusal::new(ErrorCode::UpstreamBusy)
-                    .with_detail(format!("no upstream slot freed within {:?}", self.timeout))
-            })?
-            .map_err(|_| Refusal::new(ErrorCode::UpstreamBusy))?;
+        let slot = self.slot(client).await?;
         let client = self.pools.client(&self.client);
         let response = tokio::time::timeout(self.timeout, client.request(request))
             .await
@@ -221,7 +222,8 @@ impl Forwarder {
 
         let (mut parts, body) = response.into_parts();
         if parts.status == http::StatusCode::UNAUTHORIZED {
-            // An expired or revoked installation token: get a new one now.
+            // An expired or revoked installation token: get a new one (if
+            // the token is old enough for its 401 to count).
             self.credentials.rejected(credential);
         }
         if parts.status.is_informational() {
@@ -257,6 +259,33 @@ impl Forwarder {
         ))
     }
 
+    /// A place upstream for one of `client`'s requests, within one
+    /// `--upstream-timeout` for both waits. The client's share comes first:
+    /// a client beyond it waits for one of its own slots while holding none
+    /// of the others', so it cannot starve them; then, beyond the
+    /// concurrency GitHub tolerates, a slot.
+    async fn slot(&self, client: &str) -> Result<UpstreamSlot, Refusal> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let busy = |why: &str| {
+            Refusal::new(ErrorCode::UpstreamBusy).with_detail(format!(
+                "{why} within {:?} (client {client:?})",
+                self.timeout
+            ))
+        };
+        let share = tokio::time::timeout_at(deadline, self.shares.of(client).acquire_owned())
+            .await
+            .map_err(|_| busy("no slot of this client's share freed"))?
+            .map_err(|_| busy("no share"))?;
+        let slot = tokio::time::timeout_at(deadline, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .map_err(|_| busy("no upstream slot freed"))?
+            .map_err(|_| busy("no slot"))?;
+        Ok(UpstreamSlot {
+            _slot: slot,
+            _share: share,
+        })
+    }
+
     /// The token a client's requests go out with: the installation's (or
     /// the static one), or the one minted for the client's `github` scope.
     pub async fn credential(&self, scope: Option<&GitHubScope>) -> Result<Arc<Current>, Refusal> {
@@ -273,6 +302,74 @@ impl Forwarder {
     /// The upstream.
     pub fn upstream(&self) -> Arc<Upstream> {
         Arc::clone(&self.upstream)
+    }
+}
+
+/// A request's place upstream: one of the `--upstream-concurrency` slots and
+/// one of its client's `--upstream-concurrency-per-client`, held together
+/// until its response body ends (or is dropped).
+#[derive(Debug)]
+pub struct UpstreamSlot {
+    _slot: OwnedSemaphorePermit,
+    _share: OwnedSemaphorePermit,
+}
+
+/// Each client's share of the upstream slots: a semaphore per client name
+/// (so a keys-file reload keeps a client's count), created on its first
+/// request. The map holds weak references: a share lives only while one of
+/// its client's requests holds or waits for it, and dead entries are
+/// dropped whenever the map has doubled since the last sweep, so clients
+/// that come and go leave nothing behind.
+#[derive(Debug)]
+struct Shares {
+    per_client: usize,
+    by_client: Mutex<ShareMap>,
+}
+
+#[derive(Debug, Default)]
+struct ShareMap {
+    shares: HashMap<Box<str>, Weak<Semaphore>>,
+    /// The size at which dead entries are next swept.
+    sweep_at: usize,
+}
+
+/// The map is swept no sooner than at this size.
+const SHARES_SWEPT_FROM: usize = 64;
+
+impl Shares {
+    fn new(per_client: usize) -> Self {
+        Shares {
+            per_client,
+            by_client: Mutex::new(ShareMap {
+                shares: HashMap::new(),
+                sweep_at: SHARES_SWEPT_FROM,
+            }),
+        }
+    }
+
+    /// `client`'s share: the live one, or a new one.
+    fn of(&self, client: &str) -> Arc<Semaphore> {
+        // Nothing panics while the lock is held, so a poisoned map is whole.
+        let mut map = self
+            .by_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(share) = map.shares.get(client).and_then(Weak::upgrade) {
+            return share;
+        }
+        if map.shares.len() >= map.sweep_at {
+            map.shares.retain(|_, share| share.strong_count() > 0);
+            map.sweep_at = (map.shares.len() * 2).max(SHARES_SWEPT_FROM);
+        }
+        let share = Arc::new(Semaphore::new(self.per_client));
+        map.shares.insert(client.into(), Arc::downgrade(&share));
+        share
+    }
+
+    /// How many entries the map holds (live or not yet swept).
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        self.by_client.lock().map_or(0, |map| map.shares.len())
     }
 }
 
@@ -387,6 +484,43 @@ mod tests {
         assert_eq!(
             uri.map(|u| u.path().to_owned()).as_deref(),
             Some("//evil.example/x")
+        );
+    }
+
+    #[test]
+    fn each_client_has_a_share_of_its_own() {
+        let shares = Shares::new(2);
+        let held: Vec<_> = (0..2)
+            .filter_map(|_| shares.of("hog").try_acquire_owned().ok())
+            .collect();
+        assert_eq!(held.len(), 2);
+        assert!(
+            shares.of("hog").try_acquire_owned().is_err(),
+            "beyond its share"
+        );
+        assert!(shares.of("other").try_acquire_owned().is_ok());
+        drop(held);
+        assert!(shares.of("hog").try_acquire_owned().is_ok(), "freed");
+    }
+
+    #[test]
+    fn shares_of_clients_that_left_are_not_kept() {
+        let shares = Shares::new(1);
+        let kept = shares.of("steady").try_acquire_owned().ok();
+        for n in 0..10_000 {
+            let share = shares.of(&format!("client-{n}"));
+            let permit = share.try_acquire_owned();
+            assert!(permit.is_ok());
+        }
+        assert!(
+            shares.entries() <= SHARES_SWEPT_FROM,
+            "{} entries",
+            shares.entries()
+        );
+        assert!(kept.is_some());
+        assert!(
+            shares.of("steady").try_acquire_owned().is_err(),
+            "a live share survives the sweeps"
         );
     }
 

@@ -12,7 +12,8 @@
 //! Tokens are minted on a client's first request, cached per distinct scope,
 //! and refreshed like the main token: when less than a fifth of their
 //! lifetime remains (one request refreshes, the others keep the old token),
-//! and at once after GitHub answers 401. A scope GitHub refuses (422, an
+//! and after GitHub answers 401 to one old enough
+//! ([`crate::upstream::credentials::REJECTED_MIN_AGE`]). A scope GitHub refuses (422, an
 //! unknown repository; an owner that is not the installation's account) fails
 //! that client's requests with 502 `UPSTREAM_SCOPE_REFUSED` for
 //! [`REFUSAL_HOLD`] before GitHub is asked again — never the broader token.
@@ -190,9 +191,15 @@ impl Slot {
         }
     }
 
-    /// GitHub answered 401 to this scope's token: refresh on the next request.
-    pub fn rejected(&self) {
+    /// GitHub answered 401 to `token`: refresh on the next request, if it is
+    /// this scope's token in force and [`Current::take_rejection`] says so.
+    pub fn rejected(&self, token: &Current) {
         if let Some(minted) = self.minted.load_full() {
+            if minted.current.generation != token.generation
+                || !token.take_rejection(Instant::now())
+            {
+                return;
+            }
             self.minted.store(Some(Arc::new(Minted {
                 current: Arc::clone(&minted.current),
                 refresh_at: Instant::now(),

@@ -187,7 +187,8 @@ async fn a_401_from_github_makes_the_proxy_fetch_a_new_installation_token_at_onc
         401,
         "GitHub refused the old token"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The token is replaced once it is old enough for a 401 to count (5 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
     let mut status = 0;
     while Instant::now() < deadline && status != 200 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -516,4 +517,188 @@ async fn beyond_the_upstream_concurrency_requests_wait_then_get_503() {
         .send(&Request::get("/user").proof(env.signer.sign("GET", "/user", b"")))
         .await;
     assert_eq!(reply.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_401s_mints_at_most_one_new_token_per_credential() {
+    // Any client can make GitHub answer 401 with a good token (GitHub's
+    // `/app` routes do; here a route that always does): before, each such
+    // answer made the proxy mint a new token at once.
+    let (full, scoped) = (Signer::new(), Signer::new());
+    let keys = client_entry("full", &full, "")
+        + &client_entry(
+            "scoped",
+            &scoped,
+            r#"github = { repositories = ["acme/app"] }"#,
+        );
+    let (_dir, upstream, proxy) = app_proxy_with_keys(Duration::from_secs(3600), &keys).await;
+    assert_eq!(
+        send(proxy.addr, &get(&scoped, "/repos/acme/app"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(upstream.issued_tokens(), 2, "the main and the scoped token");
+    let burst = || async {
+        for _ in 0..5 {
+            let mut replies = tokio::task::JoinSet::new();
+            for signer in [&full, &scoped] {
+                for _ in 0..4 {
+                    let (addr, request) = (proxy.addr, get(signer, "/status/401"));
+                    replies.spawn(async move { send(addr, &request).await });
+                }
+            }
+            while let Some(reply) = replies.join_next().await {
+                let reply = reply.expect("request task");
+                assert_eq!(reply.status, 401, "{}", reply.text());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Time for an exchange the burst asked for to be made.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    // Tokens minted seconds ago: their 401s say nothing about them.
+    burst().await;
+    assert_eq!(
+        upstream.issued_tokens(),
+        2,
+        "no token younger than 5 s is replaced"
+    );
+
+    // Older tokens: one refresh each, however many 401s follow.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    burst().await;
+    assert_eq!(
+        upstream.issued_tokens(),
+        4,
+        "one new main token and one new scoped token"
+    );
+    for signer in [&full, &scoped] {
+        assert_eq!(
+            send(proxy.addr, &get(signer, "/repos/acme/app"))
+                .await
+                .status,
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn holds_github_sets_years_ahead_are_clamped_to_an_hour() {
+    let now = crate::support::NOW;
+    let three_thousand_years = 3_000 * 365 * 24 * 3600;
+
+    // X-RateLimit-Reset 3,000 years ahead: held for an hour, not for ever.
+    let env = crate::support::Env::start().await;
+    let get = |target: &str| Request::get(target).proof(env.signer.sign("GET", target, b""));
+    let exhausting = format!("/limit/core/0/{}", now + three_thousand_years);
+    assert_eq!(env.send(&get(&exhausting)).await.status, 200);
+    let refused = env.send(&get("/user")).await;
+    assert_refused(&refused, ErrorCode::UpstreamQuotaExhausted);
+    assert_eq!(refused.header("retry-after").as_deref(), Some("3600"));
+
+    // Retry-After 3,000 years (or beyond what fits in 64 bits) likewise.
+    for retry_after in [
+        three_thousand_years.to_string(),
+        "99999999999999999999999".to_owned(),
+    ] {
+        let env = crate::support::Env::start().await;
+        let get = |target: &str| Request::get(target).proof(env.signer.sign("GET", target, b""));
+        let limited = format!("/secondary/{retry_after}");
+        assert_eq!(env.send(&get(&limited)).await.status, 403);
+        let refused = env.send(&get("/user")).await;
+        assert_refused(&refused, ErrorCode::UpstreamSecondaryLimit);
+        assert_eq!(refused.header("retry-after").as_deref(), Some("3600"));
+    }
+}
+
+#[tokio::test]
+async fn every_resource_github_names_is_guarded_for_its_own_requests() {
+    let now = crate::support::NOW;
+    let env = crate::support::Env::start().await;
+    let get = |target: &str| Request::get(target).proof(env.signer.sign("GET", target, b""));
+    // Code search has its own quota (10 a minute): once GitHub says it is
+    // gone, code searches are answered locally, and nothing else is.
+    let exhausting = format!("/limit/code_search/0/{}", now + 60);
+    assert_eq!(env.send(&get(&exhausting)).await.status, 200);
+    let refused = env.send(&get("/search/code?q=x")).await;
+    assert_refused(&refused, ErrorCode::UpstreamQuotaExhausted);
+    assert_eq!(refused.header("retry-after").as_deref(), Some("60"));
+    assert_eq!(env.send(&get("/repos/o/r")).await.status, 200);
+    assert_eq!(env.send(&get("/search/issues?q=x")).await.status, 404);
+
+    // A resource the proxy has no table entry for is guarded on the paths
+    // GitHub named it for.
+    let unknown = format!("/limit/brand_new_api/0/{}", now + 90);
+    assert_eq!(env.send(&get(&unknown)).await.status, 200);
+    let refused = env.send(&get(&unknown)).await;
+    assert_refused(&refused, ErrorCode::UpstreamQuotaExhausted);
+    assert_eq!(refused.header("retry-after").as_deref(), Some("90"));
+    assert_eq!(env.send(&get("/user")).await.status, 200);
+    assert_eq!(
+        env.upstream.requests().len(),
+        5,
+        "the refused requests never reached GitHub"
+    );
+}
+
+#[tokio::test]
+async fn a_code_search_hold_is_shared_by_every_replica_and_clamped_when_read() {
+    let redis = crate::support::RedisServer::start().await;
+    let with_redis = |config: &mut signet_proxy::Config| {
+        config.redis_url = Some(signet_proxy::RedisUrl::new(redis.url()));
+    };
+    let env = crate::support::Env::start_with(with_redis).await;
+    let mut second = crate::support::config(&env.upstream.url(), &env.signer);
+    with_redis(&mut second);
+    let replica = RunningProxy::start(&second).await;
+    let get = |target: &str| Request::get(target).proof(env.signer.sign("GET", target, b""));
+    let now = crate::support::NOW;
+
+    let exhausting = format!("/limit/code_search/0/{}", now + 120);
+    assert_eq!(env.send(&get(&exhausting)).await.status, 200);
+    let held = eventually_status(replica.addr, || get("/search/code?q=x"), 429).await;
+    assert_refused(&held, ErrorCode::UpstreamQuotaExhausted);
+    assert_eq!(
+        send(replica.addr, &get("/search/issues?q=x")).await.status,
+        404
+    );
+
+    // A hold 3,000 years ahead, as a replica without the bound published
+    // it: every replica reads it as an hour.
+    let mut redis_connection = redis::Client::open(redis.url())
+        .expect("redis client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    redis::cmd("SET")
+        .arg("signet:quota:search")
+        .arg(now + 3_000 * 365 * 24 * 3600)
+        .arg("EX")
+        .arg(600)
+        .query_async::<()>(&mut redis_connection)
+        .await
+        .expect("SET");
+    for proxy in [env.proxy.addr, replica.addr] {
+        let held = eventually_status(proxy, || get("/search/issues?q=x"), 429).await;
+        assert_refused(&held, ErrorCode::UpstreamQuotaExhausted);
+        assert_eq!(held.header("retry-after").as_deref(), Some("3600"));
+    }
+}
+
+/// Polls until the proxy answers `status` (bounded), and that answer.
+async fn eventually_status(
+    addr: std::net::SocketAddr,
+    request: impl Fn() -> Request,
+    status: u16,
+) -> crate::support::Reply {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = send(addr, &request()).await;
+        if reply.status == status || Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1081,3 +1081,208 @@ async fn a_request_with_a_huge_method_is_logged_with_the_method_capped() {
     assert!(logged.ends_with('…'), "{record}");
     assert!(logged.len() <= 32, "{} bytes: {record}", logged.len());
 }
+
+// ===========================================================================
+// 6. One client against the others: the shared credential and the slots
+// ===========================================================================
+
+/// Requests that would manage the proxy's own GitHub credential: revoking
+/// the token it is sent with, and the App's JWT-only routes (whose 401s
+/// would make the proxy mint again), however the path is spelt.
+const CREDENTIAL_ENDPOINTS: [(&str, &str); 19] = [
+    ("DELETE", "/installation/token"),
+    ("DELETE", "/installation/token/"),
+    ("DELETE", "/installation/token?x=1"),
+    ("DELETE", "//installation//token"),
+    ("DELETE", "/%69nstallation/%74oken"),
+    ("DELETE", "/Installation/Token"),
+    ("POST", "/installation/token"),
+    ("GET", "/app"),
+    ("GET", "/app/"),
+    ("GET", "/app?per_page=1"),
+    ("GET", "/app/installations"),
+    ("POST", "/app/installations/1/access_tokens"),
+    ("DELETE", "/app/installations/1"),
+    ("GET", "//app/installations"),
+    ("GET", "/%61pp/installations"),
+    ("GET", "/%2561pp/installations"),
+    ("GET", "/APP/hook/config"),
+    ("GET", "/app%2Finstallations"),
+    ("GET", "/app.json"),
+];
+
+#[tokio::test]
+async fn credential_endpoints_are_refused_for_every_client_and_never_forwarded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    // A client whose rules name the endpoints explicitly, and one with none.
+    let allowed = Signer::new();
+    std::fs::write(
+        &keys,
+        format!(
+            "[[client]]\nname = \"allowed\"\nkey = \"{}\"\nallow = [\"* /app/**\", \"* /app\", \"* /installation/token\", \"* /**\"]\n",
+            signet_core::public_key_hex(&allowed.key())
+        ),
+    )
+    .expect("write keys file");
+    let env = Env::start_with(|c| c.keys_file = Some(keys)).await;
+    for signer in [&env.signer, &allowed] {
+        for (method, target) in CREDENTIAL_ENDPOINTS {
+            let request = Request::new(method, target).proof(signer.sign(method, target, b""));
+            let reply = env.send(&request).await;
+            assert_refused(&reply, ErrorCode::CredentialEndpointRefused);
+            assert_eq!(reply.status, 403, "{method} {target}");
+        }
+    }
+    // Unsigned, they are refused like any request without a proof.
+    let reply = env
+        .send(&Request::new("DELETE", "/installation/token"))
+        .await;
+    assert_refused(&reply, ErrorCode::MissingProof);
+    env.assert_nothing_forwarded();
+
+    // Neighbouring routes are the API's, and go through.
+    for (method, target) in [
+        ("GET", "/apps/acme-bot"),
+        ("GET", "/application"),
+        ("GET", "/app-manifests/x/conversions"),
+        ("GET", "/repos/o/app"),
+        ("GET", "/installation/repositories"),
+        ("GET", "/installation/token-x"),
+        ("DELETE", "/repos/o/r/installation/token"),
+    ] {
+        let request = Request::new(method, target).proof(env.signer.sign(method, target, b""));
+        let reply = env.send(&request).await;
+        assert_ne!(reply.status, 403, "{method} {target}: {}", reply.text());
+    }
+    assert_eq!(env.upstream.requests().len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clamped_rate_limit_hold_is_logged_with_what_github_sent() {
+    let mut proxy = LoggedProxy::start(&[]).await;
+    let lines = proxy.collect_lines();
+    let now = crate::now();
+    let sent = now + 3_000 * 365 * 24 * 3600;
+    let target = format!("/limit/code_search/0/{sent}");
+    let claims = crate::support::Claims {
+        exp: now + 300,
+        ts: now,
+        purpose: "test",
+    };
+    let proof = proxy.signer.sign_with(claims, "GET", &target, b"");
+    let reply = send(proxy.addr, &Request::get(&target).proof(proof)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let clamp = || {
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("X-RateLimit-Reset is more than an hour away"))
+            })
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clamp().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = clamp().expect("the clamp is logged");
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["resource"], "code_search", "{line}");
+    assert_eq!(line["sent"], sent, "{line}");
+}
+
+/// The status code of a response head, and the bytes read so far.
+async fn status_of(stream: &mut TcpStream) -> (u16, Vec<u8>) {
+    let head = tokio::time::timeout(Duration::from_secs(10), support::read_head(stream))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let status = std::str::from_utf8(head.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_holding_its_share_of_upstream_slots_never_starves_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let other = Signer::new();
+    std::fs::write(
+        &keys,
+        format!(
+            "[[client]]\nname = \"other\"\nkey = \"{}\"\n",
+            signet_core::public_key_hex(&other.key())
+        ),
+    )
+    .expect("write keys file");
+    let keys = keys.display().to_string();
+    // Four slots; each client's share is the default, a quarter: one.
+    let proxy = LoggedProxy::start(&[
+        "--keys-file",
+        &keys,
+        "--upstream-concurrency",
+        "4",
+        "--upstream-timeout",
+        "1s",
+    ])
+    .await;
+    let now = crate::now();
+    let signed = |signer: &Signer, target: &str| {
+        let claims = crate::support::Claims {
+            exp: now + 300,
+            ts: now,
+            purpose: "test",
+        };
+        Request::get(target).proof(signer.sign_with(claims, "GET", target, b""))
+    };
+
+    // The hog opens as many large downloads as there are slots (distinct,
+    // so none waits on another's flight) and never reads their bodies: a
+    // slot is held until its response body ends.
+    let mut downloads = Vec::new();
+    for n in 0..4 {
+        let target = format!("/stream/{}", 200_000_000 + n);
+        let request = signed(&proxy.signer, &target).to_bytes("p");
+        downloads.push(open_with(proxy.addr, &request).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Another client is still served, at once.
+    let reply = send(proxy.addr, &signed(&other, "/user")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // The hog got its share; the rest of its downloads waited for a slot of
+    // its own (never another's) and were refused.
+    let mut statuses = Vec::new();
+    for stream in &mut downloads {
+        let (status, mut read) = status_of(stream).await;
+        if status == 503 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&read).contains("UPSTREAM_BUSY")
+                && Instant::now() < deadline
+            {
+                match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => read.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            assert!(
+                String::from_utf8_lossy(&read).contains("UPSTREAM_BUSY"),
+                "{}",
+                String::from_utf8_lossy(&read)
+            );
+        }
+        statuses.push(status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 503, 503, 503]);
+}
