@@ -237,6 +237,9 @@ impl Forwarder {
             parts.headers.remove(CONTENT_LENGTH);
         }
         remove_hop_by_hop(&mut parts.headers);
+        // Only the proxy's cache says how a request was answered: an upstream
+        // claiming `HIT` must not reach a client (or the log).
+        parts.headers.remove(crate::cache::X_SIGNET_CACHE);
         drop_echoed_token(&credential.finder, &mut parts.headers);
         if parts.headers.contains_key(http::header::LINK)
             || parts.headers.contains_key(http::header::LOCATION)
