@@ -18,7 +18,10 @@
 //! | `/redirect` | 302 to `/user` on this stand-in |
 //! | `/gated` | 200, `first\n` at once, then `rest\n` only after [`StandIn::open_gate`] |
 //! | `/paged/{total}?page=N` | page N of `total`: `[N]` with GitHub's `Link` (`next`, `last`, `prev`, `first`) |
-//! | `/etag/{max_age}/{delay_ms}` | `{"revision":N}` with `ETag: "rN"` and `max-age`; `304` to a matching `If-None-Match` ([`StandIn::bump_revision`] changes it) |
+//! | `/etag/{max_age}/{delay_ms}` | `{"revision":N}` with `ETag: "rN"` and `max-age`; `304` to a matching `If-None-Match` ([`StandIn::bump_revision`] changes it); asked with `application/vnd.github.raw` in any `Accept`, the raw text `revision N` (`ETag: "rN-raw"`), as GitHub serves its media types |
+//! | `/large/{bytes}` | that many bytes with an `ETag` and `max-age=60`, streamed in 64 KiB chunks |
+//! | `/large/{bytes}/gated` | the same without `Content-Length`: `bytes` at once, the last byte only after [`StandIn::open_gate`] |
+//! | `/header/{name}/{value}` | 200 with that response header added (any method) |
 //! | `/hop-by-hop` | 200 with hop-by-hop response headers a proxy must drop |
 //! | `/limit/{resource}/{remaining}/{reset}` | 200 with those `X-RateLimit-*` headers |
 //! | `/secondary/{seconds}` | 403, GitHub's secondary-rate-limit answer with `Retry-After` |
@@ -631,6 +634,18 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<StandInBo
             response
         }
         ["paged", total] => paged(state, &parts.uri, total),
+        ["large", bytes] => large(bytes, None),
+        ["large", bytes, "gated"] => large(bytes, Some(Arc::clone(&state.gate))),
+        ["header", name, value] => {
+            let mut response = json(StatusCode::OK, "{}");
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+            response
+        }
         ["etag", max_age, delay] => conditional(state, &parts.headers, max_age, delay).await,
         ["hop-by-hop"] => {
             let mut response = json(StatusCode::OK, "{}");
@@ -690,6 +705,55 @@ fn paged(state: &State, uri: &http::Uri, total: &str) -> Response<StandInBody> {
     response
 }
 
+/// A large cacheable resource: `bytes` bytes of `x` with an `ETag` and
+/// `max-age=60`. `gate`: without `Content-Length`, all but the last byte at
+/// once, the last only when the gate opens (a body that stalls).
+fn large(bytes: &str, gate: Option<Arc<tokio::sync::Notify>>) -> Response<StandInBody> {
+    let Ok(total) = bytes.parse::<u64>() else {
+        return not_found();
+    };
+    let mut response = match gate {
+        None => {
+            let mut response =
+                Response::new(StandInBody::Right(http_body_util::Either::Left(Filler {
+                    remaining: total,
+                })));
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(total));
+            response
+        }
+        Some(gate) => {
+            let (sender, receiver) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(async move {
+                let mut left = total.saturating_sub(1);
+                while left > 0 {
+                    let len = left.min(CHUNK as u64);
+                    left -= len;
+                    let chunk = Bytes::from(vec![b'x'; usize::try_from(len).unwrap_or(0)]);
+                    if sender.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+                gate.notified().await;
+                let _ = sender.send(Bytes::from_static(b"x")).await;
+            });
+            Response::new(StandInBody::Right(http_body_util::Either::Right(Gated {
+                receiver,
+            })))
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"large-{total}\"")) {
+        headers.insert(http::header::ETAG, etag);
+    }
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=60"),
+    );
+    response
+}
+
 /// A resource with an `ETag`, as GitHub serves them: `{"revision":N}` with
 /// `ETag: "rN"`, `Cache-Control: private, max-age=<max_age>` and GitHub's
 /// `Vary`; a matching `If-None-Match` gets `304 Not Modified`. The answer
@@ -705,7 +769,16 @@ async fn conditional(
     };
     tokio::time::sleep(Duration::from_millis(delay)).await;
     let revision = state.revision.load(std::sync::atomic::Ordering::Relaxed);
-    let etag = format!("\"r{revision}\"");
+    // Every `Accept` line counts, as GitHub reads them all.
+    let raw = headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .any(|v| v.as_bytes().windows(14).any(|w| w == b"vnd.github.raw"));
+    let etag = if raw {
+        format!("\"r{revision}-raw\"")
+    } else {
+        format!("\"r{revision}\"")
+    };
     let unchanged = headers
         .get(http::header::IF_NONE_MATCH)
         .is_some_and(|given| given.as_bytes() == etag.as_bytes());
@@ -715,6 +788,15 @@ async fn conditional(
         response
             .headers_mut()
             .insert("x-ratelimit-remaining", HeaderValue::from_static("4999"));
+        response
+    } else if raw {
+        let mut response = Response::new(StandInBody::Left(
+            Bytes::from(format!("revision {revision}")).into(),
+        ));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.github.raw"),
+        );
         response
     } else {
         json(StatusCode::OK, &format!(r#"{{"revision":{revision}}}"#))

@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use signet_core::ErrorCode;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use crate::refusal::Refusal;
@@ -28,7 +28,12 @@ pub struct ProxyBody(Kind);
 enum Kind {
     Full(Full<Bytes>),
     Streamed(Streamed),
+    /// An upstream body the cache keeps, read ahead of the client.
+    ReadAhead(ReadAhead),
 }
+
+/// A body's error, as the client connection sees it.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The upstream's body, with a limit on how long it may make no progress.
 #[derive(Debug)]
@@ -42,8 +47,144 @@ struct Streamed {
     /// The request's upstream slot (and its client's share), held until the
     /// body ends.
     _slot: Option<UpstreamSlot>,
-    /// Keeps a copy for the cache while it streams.
-    recorder: Option<Box<Recorder>>,
+}
+
+impl Streamed {
+    fn poll_upstream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + self.stall_limit;
+            self.stall.as_mut().reset(deadline);
+        }
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                self.waiting = false;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match self.stall.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    Poll::Ready(Some(Err(Box::new(UpstreamStalled(self.stall_limit)))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// A recorded body: a task reads the upstream ahead of the client, so the
+/// cache stores the answer (and releases the requests waiting for it) at
+/// GitHub's pace, not at the pace of the one client that asked first. It
+/// reads ahead at most one entry's worth (the recorder gives up past the
+/// entry limit); from there the rest is streamed at the client's pace, as
+/// any body. Capping the waiters' wait instead would have sent every
+/// identical request to GitHub behind a slow reader, and held the upstream
+/// slot for as long as that reader liked.
+#[derive(Debug)]
+struct ReadAhead {
+    frames: mpsc::UnboundedReceiver<Ahead>,
+    /// The rest of the upstream body, once the recorder gave up.
+    rest: Option<Box<Streamed>>,
+    ended: bool,
+    size: SizeHint,
+    /// The reading task, stopped when the client goes.
+    task: tokio::task::AbortHandle,
+}
+
+/// What the read-ahead task passes on. The queue holds at most what the
+/// recorder holds (one entry's worth), shared, not copied.
+#[derive(Debug)]
+enum Ahead {
+    Frame(Frame<Bytes>),
+    Failed(BoxError),
+    /// Too large to keep: the client reads the rest from the upstream.
+    Rest(Box<Streamed>),
+    End,
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ReadAhead {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if let Some(rest) = &mut self.rest {
+                return rest.poll_upstream(cx);
+            }
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            return match std::task::ready!(self.frames.poll_recv(cx)) {
+                Some(Ahead::Frame(frame)) => Poll::Ready(Some(Ok(frame))),
+                Some(Ahead::Rest(rest)) => {
+                    self.rest = Some(rest);
+                    continue;
+                }
+                Some(Ahead::End) => {
+                    self.ended = true;
+                    Poll::Ready(None)
+                }
+                Some(Ahead::Failed(error)) => {
+                    self.ended = true;
+                    Poll::Ready(Some(Err(error)))
+                }
+                // The task ended without a word: a body cut short must
+                // never look whole.
+                None => {
+                    self.ended = true;
+                    Poll::Ready(Some(Err(Box::new(ReadAheadLost))))
+                }
+            };
+        }
+    }
+}
+
+/// Reads `streamed` into `recorder` and on to the client, until it ends,
+/// fails, the recorder gives up, or the client goes.
+async fn read_ahead(
+    mut streamed: Streamed,
+    mut recorder: Box<Recorder>,
+    frames: mpsc::UnboundedSender<Ahead>,
+) {
+    loop {
+        let frame = match std::future::poll_fn(|cx| streamed.poll_upstream(cx)).await {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
+                // The recorder goes unstored; the waiting requests are
+                // released as it drops.
+                drop(recorder);
+                let _ = frames.send(Ahead::Failed(error));
+                return;
+            }
+            None => {
+                recorder.finish();
+                let _ = frames.send(Ahead::End);
+                return;
+            }
+        };
+        let recording = frame.data_ref().is_none_or(|data| recorder.push(data));
+        // hyper may not be asked again once a sized body has all its bytes.
+        let end = streamed.body.is_end_stream();
+        if end {
+            recorder.finish();
+        }
+        if frames.send(Ahead::Frame(frame)).is_err() {
+            return;
+        }
+        if end {
+            let _ = frames.send(Ahead::End);
+            return;
+        }
+        if !recording {
+            let _ = frames.send(Ahead::Rest(Box::new(streamed)));
+            return;
+        }
+    }
 }
 
 impl ProxyBody {
@@ -63,19 +204,32 @@ impl ProxyBody {
             stall: Box::pin(tokio::time::sleep(stall_limit)),
             waiting: false,
             _slot: slot,
-            recorder: None,
         }))
     }
 
-    /// The same body, with a copy of what streams through kept for the
-    /// cache (stored only if it ends whole). In-memory bodies are unchanged.
+    /// The same body, kept for the cache (stored only if it ends whole):
+    /// read from the upstream ahead of the client, up to the entry limit.
+    /// In-memory bodies are unchanged; outside a runtime, nothing is kept.
     pub fn recorded(self, recorder: Recorder) -> Self {
         match self.0 {
-            Kind::Streamed(mut streamed) => {
-                streamed.recorder = Some(Box::new(recorder));
-                ProxyBody(Kind::Streamed(streamed))
+            Kind::Streamed(streamed) => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return ProxyBody(Kind::Streamed(streamed));
+                };
+                let size = streamed.body.size_hint();
+                let (sender, frames) = mpsc::unbounded_channel();
+                let task = runtime
+                    .spawn(read_ahead(streamed, Box::new(recorder), sender))
+                    .abort_handle();
+                ProxyBody(Kind::ReadAhead(ReadAhead {
+                    frames,
+                    rest: None,
+                    ended: false,
+                    size,
+                    task,
+                }))
             }
-            full => ProxyBody(full),
+            other => ProxyBody(other),
         }
     }
 }
@@ -85,9 +239,15 @@ impl ProxyBody {
 #[error("the upstream sent no response bytes for {0:?}")]
 pub struct UpstreamStalled(Duration);
 
+/// Why a read-ahead response ended early: its reading task stopped without
+/// saying why.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream body's reader stopped")]
+pub struct ReadAheadLost;
+
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -97,41 +257,8 @@ impl Body for ProxyBody {
             Kind::Full(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
-            Kind::Streamed(streamed) => {
-                if !streamed.waiting {
-                    streamed.waiting = true;
-                    let deadline = Instant::now() + streamed.stall_limit;
-                    streamed.stall.as_mut().reset(deadline);
-                }
-                match Pin::new(&mut streamed.body).poll_frame(cx) {
-                    Poll::Ready(frame) => {
-                        streamed.waiting = false;
-                        if let Some(recorder) = &mut streamed.recorder {
-                            match &frame {
-                                Some(Ok(frame)) => {
-                                    if let Some(data) = frame.data_ref() {
-                                        recorder.push(data);
-                                    }
-                                    // hyper may not poll again once a sized
-                                    // body has all its bytes.
-                                    if streamed.body.is_end_stream() {
-                                        recorder.finish();
-                                    }
-                                }
-                                Some(Err(_)) => streamed.recorder = None,
-                                None => recorder.finish(),
-                            }
-                        }
-                        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-                    }
-                    Poll::Pending => match streamed.stall.as_mut().poll(cx) {
-                        Poll::Ready(()) => {
-                            Poll::Ready(Some(Err(Box::new(UpstreamStalled(streamed.stall_limit)))))
-                        }
-                        Poll::Pending => Poll::Pending,
-                    },
-                }
-            }
+            Kind::Streamed(streamed) => streamed.poll_upstream(cx),
+            Kind::ReadAhead(ahead) => ahead.poll_frame(cx),
         }
     }
 
@@ -139,6 +266,10 @@ impl Body for ProxyBody {
         match &self.0 {
             Kind::Full(full) => full.is_end_stream(),
             Kind::Streamed(streamed) => streamed.body.is_end_stream(),
+            Kind::ReadAhead(ahead) => ahead
+                .rest
+                .as_ref()
+                .map_or(ahead.ended, |rest| rest.body.is_end_stream()),
         }
     }
 
@@ -146,6 +277,7 @@ impl Body for ProxyBody {
         match &self.0 {
             Kind::Full(full) => full.size_hint(),
             Kind::Streamed(streamed) => streamed.body.size_hint(),
+            Kind::ReadAhead(ahead) => ahead.size,
         }
     }
 }

@@ -173,12 +173,6 @@ impl Proxy {
         if let Some(id) = response.headers().get(GITHUB_REQUEST_ID) {
             log.github_request_id(id);
         }
-        if let Some(cache) = response
-            .headers()
-            .get(crate::upstream::api::cache::X_SIGNET_CACHE)
-        {
-            log.cache(cache);
-        }
         response.map(|body| log.into_body(status, started.elapsed(), body))
     }
 
@@ -309,12 +303,18 @@ impl Proxy {
             .plan(lookup, &parts.method, self.upstream_timeout)
             .await
         {
-            Plan::Answer(entry, outcome) => return Ok(self.cache.answer(&entry, outcome, head)),
+            Plan::Answer(entry, outcome) => {
+                log.cache(outcome);
+                return Ok(self.cache.answer(&entry, outcome, head));
+            }
             Plan::Forward(lookup, leader) => (lookup, leader),
         };
         let method = parts.method.clone();
-        let request_headers = lookup.may_store().then(|| parts.headers.clone());
         lookup.add_validators(&mut parts.headers);
+        // A write may change what any GET returns, whether its answer comes
+        // back or not: held across the forward, this makes every stored
+        // answer stale once the write is done, failed or abandoned.
+        let _write = self.cache.write(&method);
 
         // §7: rewrite headers and forward; the response streams back.
         let forwarding = Instant::now();
@@ -333,16 +333,13 @@ impl Proxy {
         );
         // A 304 to our revalidation becomes the stored 200; a cacheable 200
         // is kept as it streams.
-        Ok(self.cache.complete(
-            lookup,
-            leader,
-            &method,
-            request_headers,
-            &credential,
-            response,
-            head,
-            Instant::now(),
-        ))
+        let (response, outcome) =
+            self.cache
+                .complete(lookup, leader, &method, response, head, Instant::now());
+        if let Some(outcome) = outcome {
+            log.cache(outcome);
+        }
+        Ok(response)
     }
 }
 

@@ -239,6 +239,11 @@ impl Forwarder {
             parts.headers.remove(CONTENT_LENGTH);
         }
         remove_hop_by_hop(&mut parts.headers);
+        // Only the proxy's cache says how a request was answered: an upstream
+        // claiming `HIT` must not reach a client (or the log).
+        parts
+            .headers
+            .remove(crate::upstream::api::cache::X_SIGNET_CACHE);
         drop_echoed_token(&credential.finder, &mut parts.headers);
         if parts.headers.contains_key(http::header::LINK)
             || parts.headers.contains_key(http::header::LOCATION)
@@ -427,13 +432,21 @@ fn rewrite_request_headers(
     upstream: &Upstream,
     authorization: &HeaderValue,
 ) {
+    remove_unforwarded(headers);
+    headers.insert(AUTHORIZATION, authorization.clone());
+    headers.insert(HOST, upstream.host.clone());
+}
+
+/// Removes the client's headers that never go upstream: the hop-by-hop set
+/// and whatever `Connection` names, the client's framing, and
+/// [`CLIENT_ONLY`]. The cache keys on what is left, through this same
+/// function, so a stored answer is always filed under what GitHub was asked.
+pub(crate) fn remove_unforwarded(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
     headers.remove(CONTENT_LENGTH);
     for name in &CLIENT_ONLY {
         headers.remove(name);
     }
-    headers.insert(AUTHORIZATION, authorization.clone());
-    headers.insert(HOST, upstream.host.clone());
 }
 
 /// Whether the upstream answered, but not with HTTP we could parse.

@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+
 use crate::support::{Env, Reply, Request};
 
 async fn get(env: &Env, target: &str) -> Reply {
@@ -312,4 +315,579 @@ async fn metrics_count_hits_and_the_quota_saved() {
     ] {
         assert!(scrape.contains(line), "{line} not in {scrape}");
     }
+}
+
+// ===========================================================================
+// One client against the others (issue 15)
+// ===========================================================================
+
+/// Sends `request` to the proxy on a task of its own.
+fn spawn_send(env: &Env, request: Request) -> tokio::task::JoinHandle<Reply> {
+    let addr = env.proxy.addr;
+    tokio::spawn(async move { crate::support::send(addr, &request).await })
+}
+
+/// Waits (bounded) until the stand-in has received `count` requests for
+/// `target`: a request is then in flight upstream.
+async fn arrived(env: &Env, target: &str, count: usize) {
+    let seen = crate::support::eventually(async || {
+        env.upstream
+            .requests()
+            .iter()
+            .filter(|r| r.target == target)
+            .count()
+            >= count
+    })
+    .await;
+    assert!(
+        seen,
+        "{count} requests for {target} never reached the stand-in"
+    );
+}
+
+fn signed_get(env: &Env, target: &str, headers: &[(&str, &str)]) -> Request {
+    let mut request = Request::get(target).proof(env.signer.sign("GET", target, b""));
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    request
+}
+
+async fn post(env: &Env, target: &str) -> Reply {
+    let body = b"{}";
+    env.send(
+        &Request::new("POST", target)
+            .proof(env.signer.sign("POST", target, body))
+            .body(body.to_vec()),
+    )
+    .await
+}
+
+/// The value of a metric line in a Prometheus scrape.
+fn metric(scrape: &str, name: &str) -> Option<u64> {
+    scrape.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+const JSON: &str = r#"{"revision":0}"#;
+const RAW: &str = "revision 0";
+
+#[tokio::test]
+async fn a_keyed_header_the_client_marks_hop_by_hop_is_not_part_of_the_key() {
+    let env = Env::start().await;
+    let target = "/etag/60/0";
+    // `Connection: accept` strips Accept before GitHub sees it: GitHub
+    // answers its default JSON, which must not be kept as the raw answer.
+    let attacker = get_with(
+        &env,
+        target,
+        &[
+            ("accept", "application/vnd.github.raw"),
+            ("connection", "accept"),
+        ],
+    )
+    .await;
+    assert_eq!(attacker.text(), JSON);
+    assert!(
+        env.upstream.requests()[0].headers.get("accept").is_none(),
+        "the hop-by-hop Accept did not go upstream"
+    );
+    let raw = get_with(&env, target, &[("accept", "application/vnd.github.raw")]).await;
+    assert_eq!(
+        (raw.text().as_str(), cache(&raw).as_deref()),
+        (RAW, Some("MISS")),
+        "a client asking for raw gets raw, never the JSON stored under its key"
+    );
+    // What went upstream (no Accept) is what the answer is kept under.
+    let plain = get(&env, target).await;
+    assert_eq!(
+        (plain.text().as_str(), cache(&plain).as_deref()),
+        (JSON, Some("HIT"))
+    );
+}
+
+#[tokio::test]
+async fn a_request_repeating_a_keyed_header_is_neither_kept_nor_served_from_the_cache() {
+    let env = Env::start().await;
+    let target = "/etag/60/0";
+    // Two Accept lines: the first is JSON, but GitHub reads both.
+    let twice = [
+        ("accept", "application/vnd.github+json"),
+        ("accept", "application/vnd.github.raw"),
+    ];
+    let attacker = get_with(&env, target, &twice).await;
+    assert_eq!(
+        (attacker.text().as_str(), cache(&attacker).as_deref()),
+        (RAW, Some("MISS"))
+    );
+    let json = [("accept", "application/vnd.github+json")];
+    let victim = get_with(&env, target, &json).await;
+    assert_eq!(
+        (victim.text().as_str(), cache(&victim).as_deref()),
+        (JSON, Some("MISS")),
+        "the raw answer was not kept under the JSON key"
+    );
+    assert_eq!(
+        cache(&get_with(&env, target, &json).await).as_deref(),
+        Some("HIT")
+    );
+    // Nor is a stored answer served to a request repeating a keyed header.
+    let again = get_with(&env, target, &twice).await;
+    assert_eq!(
+        (again.text().as_str(), cache(&again).as_deref()),
+        (RAW, Some("MISS"))
+    );
+    for repeated in [
+        [
+            ("x-github-api-version", "2022-11-28"),
+            ("x-github-api-version", "2026-03-10"),
+        ],
+        [("accept-encoding", "identity"), ("accept-encoding", "gzip")],
+        // Vary names Cookie.
+        [("cookie", "a=b"), ("cookie", "c=d")],
+    ] {
+        for _ in 0..2 {
+            let reply = get_with(&env, target, &repeated).await;
+            assert_eq!(cache(&reply).as_deref(), Some("MISS"), "{repeated:?}");
+        }
+    }
+    assert_eq!(
+        conditionals(&env, target),
+        vec![None; 9],
+        "every bypass went to GitHub without the stored validators"
+    );
+}
+
+#[tokio::test]
+async fn the_cache_weighs_keys_and_vary_values_and_bypasses_oversized_ones() {
+    let port = crate::support::free_port();
+    let env = Env::start_with(|c| {
+        c.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    })
+    .await;
+    let scrape = async || {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        crate::support::send(addr, &Request::get("/metrics"))
+            .await
+            .text()
+    };
+    // Just under the limits: a 2 KiB target and a 1 KiB cookie are kept,
+    // and weighed.
+    let target = format!(
+        "/etag/60/0?pad={}",
+        "t".repeat(2048 - "/etag/60/0?pad=".len())
+    );
+    let cookie = format!("c={}", "v".repeat(1024 - 2));
+    let kept = [("cookie", cookie.as_str())];
+    assert_eq!(
+        cache(&get_with(&env, &target, &kept).await).as_deref(),
+        Some("MISS")
+    );
+    assert_eq!(
+        cache(&get_with(&env, &target, &kept).await).as_deref(),
+        Some("HIT")
+    );
+    let metrics = scrape().await;
+    let bytes = metric(&metrics, "signet_cache_bytes").unwrap_or(0);
+    assert!(
+        bytes >= (target.len() + cookie.len() + JSON.len()) as u64,
+        "signet_cache_bytes {bytes} must count the target and the Vary values"
+    );
+
+    // Over them: never kept, never served from the cache.
+    let long_target = format!("/etag/60/0?pad={}", "t".repeat(2048));
+    let long_cookie = format!("c={}", "v".repeat(1024));
+    let long_accept = format!("application/vnd.github+json; x={}", "a".repeat(1024));
+    for (target, headers) in [
+        (long_target.as_str(), vec![]),
+        ("/etag/60/0", vec![("cookie", long_cookie.as_str())]),
+        ("/etag/60/0", vec![("accept", long_accept.as_str())]),
+    ] {
+        for _ in 0..2 {
+            let reply = get_with(&env, target, &headers).await;
+            assert_eq!(
+                (reply.status, cache(&reply).as_deref()),
+                (200, Some("MISS")),
+                "{headers:?} {}",
+                target.len()
+            );
+        }
+    }
+    assert_eq!(conditionals(&env, &long_target), [None, None]);
+    assert_eq!(
+        metric(&scrape().await, "signet_cache_entries"),
+        Some(1),
+        "nothing oversized was kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_sent_before_a_write_and_answered_after_it_is_not_served_fresh() {
+    let env = Env::start().await;
+    let target = "/etag/60/1000";
+    let early = spawn_send(&env, signed_get(&env, target, &[]));
+    arrived(&env, target, 1).await;
+    assert_eq!(post(&env, "/echo").await.status, 200);
+    let early = early.await.expect("request task");
+    assert_eq!(cache(&early).as_deref(), Some("MISS"));
+    // The GET may have read the resource before the write changed it.
+    assert_eq!(
+        cache(&get(&env, target).await).as_deref(),
+        Some("REVALIDATED")
+    );
+    assert_eq!(cache(&get(&env, target).await).as_deref(), Some("HIT"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_never_answered_from_a_flight_older_than_the_last_write() {
+    let env = Env::start().await;
+    let target = "/etag/60/1500";
+    let leader = spawn_send(&env, signed_get(&env, target, &[]));
+    arrived(&env, target, 1).await;
+    assert_eq!(post(&env, "/echo").await.status, 200);
+    // Asks after the write went through, while the flight is still out.
+    let waiter = spawn_send(&env, signed_get(&env, target, &[]));
+    let (leader, waiter) = (
+        leader.await.expect("request task"),
+        waiter.await.expect("request task"),
+    );
+    assert_eq!(cache(&leader).as_deref(), Some("MISS"));
+    assert_eq!(
+        (waiter.status, cache(&waiter).as_deref()),
+        (200, Some("REVALIDATED")),
+        "the waiter asked GitHub itself"
+    );
+}
+
+#[tokio::test]
+async fn a_write_whose_answer_is_lost_still_makes_cached_answers_stale() {
+    let env = Env::start_with(|c| c.upstream_timeout = Duration::from_millis(500)).await;
+    let target = "/etag/60/0";
+    assert_eq!(cache(&get(&env, target).await).as_deref(), Some("MISS"));
+    assert_eq!(cache(&get(&env, target).await).as_deref(), Some("HIT"));
+    // GitHub got the write but its answer never came: 504.
+    assert_eq!(post(&env, "/delay/2000").await.status, 504);
+    assert_eq!(
+        cache(&get(&env, target).await).as_deref(),
+        Some("REVALIDATED")
+    );
+    assert_eq!(cache(&get(&env, target).await).as_deref(), Some("HIT"));
+    // GitHub failed it, perhaps after applying part of it.
+    assert_eq!(post(&env, "/status/502").await.status, 502);
+    assert_eq!(
+        cache(&get(&env, target).await).as_deref(),
+        Some("REVALIDATED")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_with_other_vary_values_is_not_answered_from_the_flight() {
+    let env = Env::start().await;
+    let target = "/etag/60/1000";
+    let leader = spawn_send(&env, signed_get(&env, target, &[("cookie", "session=a")]));
+    arrived(&env, target, 1).await;
+    let other = spawn_send(&env, signed_get(&env, target, &[("cookie", "session=b")]));
+    let (leader, other) = (
+        leader.await.expect("request task"),
+        other.await.expect("request task"),
+    );
+    assert_eq!(cache(&leader).as_deref(), Some("MISS"));
+    assert_eq!(
+        cache(&other).as_deref(),
+        Some("MISS"),
+        "GitHub varies on Cookie: another cookie asks GitHub"
+    );
+    let cookies: Vec<_> = env
+        .upstream
+        .requests()
+        .iter()
+        .filter_map(|r| r.headers.get("cookie").cloned())
+        .collect();
+    assert_eq!(cookies, ["session=a", "session=b"]);
+}
+
+/// Sends `request` on a connection that receives into a tiny buffer, and
+/// reads only the response head: a client that stops reading.
+async fn read_head_then_stop(addr: std::net::SocketAddr, request: &Request) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stream = socket.connect(addr).await.expect("connect to proxy");
+    stream
+        .write_all(&request.to_bytes(&addr.to_string()))
+        .await
+        .expect("write request");
+    let head = crate::support::read_head(&mut stream)
+        .await
+        .expect("a response head");
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_stops_reading_does_not_hold_back_identical_requests() {
+    // Room for an 8 MiB entry; identical requests would wait up to 5 s.
+    let env = Env::start_with(|c| {
+        c.cache_size = 128 * 1024 * 1024;
+        c.upstream_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let size = 8 * 1024 * 1024;
+    let target = format!("/large/{size}");
+    let _stopped = read_head_then_stop(env.proxy.addr, &signed_get(&env, &target, &[])).await;
+    let other = get(&env, &target).await;
+    assert_eq!(
+        (other.status, other.body.len(), cache(&other).as_deref()),
+        (200, size, Some("HIT")),
+        "the answer was kept at GitHub's pace, not the first client's"
+    );
+    assert_eq!(conditionals(&env, &target).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_released_as_soon_as_the_answer_cannot_be_kept() {
+    // Entries up to 32 KiB; the answer grows past that, then stalls.
+    let env = Env::start_with(|c| {
+        c.cache_size = 256 * 1024;
+        c.upstream_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let target = "/large/100000/gated";
+    let leader = env.proxy.addr;
+    let _leader = read_head_then_stop(leader, &signed_get(&env, target, &[])).await;
+    let waiter = tokio::time::timeout(
+        Duration::from_secs(10),
+        read_head_then_stop(env.proxy.addr, &signed_get(&env, target, &[])),
+    )
+    .await;
+    assert!(
+        waiter.is_ok(),
+        "the identical request was held until the first answer ended"
+    );
+    assert_eq!(conditionals(&env, target).len(), 2);
+    env.upstream.open_gate();
+    env.upstream.open_gate();
+}
+
+#[tokio::test]
+async fn an_upstream_x_signet_cache_header_never_reaches_the_client() {
+    let env = Env::start().await;
+    let target = "/header/x-signet-cache/HIT";
+    let write = post(&env, target).await;
+    assert_eq!((write.status, write.all("x-signet-cache")), (200, vec![]));
+    let read = get(&env, target).await;
+    assert_eq!(
+        (read.status, read.all("x-signet-cache")),
+        (200, vec!["MISS".to_owned()])
+    );
+
+    let off = Env::start_with(|c| c.cache_size = 0).await;
+    let read = get(&off, target).await;
+    assert_eq!((read.status, read.all("x-signet-cache")), (200, vec![]));
+}
+
+// ===========================================================================
+// The real binary: its log, its memory
+// ===========================================================================
+
+/// The proxy binary in front of a stand-in, with real-time proofs.
+struct Binary {
+    addr: std::net::SocketAddr,
+    signer: crate::support::Signer,
+    child: Option<std::process::Child>,
+    _upstream: signet_standin::StandIn,
+}
+
+impl Binary {
+    async fn start(extra: &[&str]) -> Binary {
+        let upstream = signet_standin::StandIn::start(Some(crate::support::TOKEN))
+            .await
+            .expect("stand-in");
+        let signer = crate::support::Signer::new();
+        let port = crate::support::free_port().to_string();
+        let key = signet_core::public_key_hex(&signer.key());
+        let api = upstream.url();
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--master-key",
+            &key,
+            "--github-api",
+            &api,
+        ];
+        args.extend_from_slice(extra);
+        let mut child = crate::binary(&args, &[("GITHUB_TOKEN", crate::support::TOKEN)])
+            .spawn()
+            .expect("spawn signet-proxy");
+        let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+        crate::wait_until_healthy(addr, &mut child).await;
+        Binary {
+            addr,
+            signer,
+            child: Some(child),
+            _upstream: upstream,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    fn request(&self, method: &str, target: &str, body: &[u8]) -> Request {
+        let now = crate::now();
+        let claims = crate::support::Claims {
+            exp: now + 300,
+            ts: now,
+            purpose: "test",
+        };
+        let proof = self.signer.sign_with(claims, method, target, body);
+        let request = Request::new(method, target).proof(proof);
+        if body.is_empty() {
+            request
+        } else {
+            request.body(body.to_vec())
+        }
+    }
+
+    /// Stops it (SIGTERM) and returns its per-request log records.
+    async fn records(mut self) -> Vec<serde_json::Value> {
+        let child = self.child.take().expect("running");
+        crate::terminate(&child);
+        let exited = tokio::task::spawn_blocking(move || {
+            crate::support::wait_exit(child, Duration::from_secs(10))
+        })
+        .await
+        .expect("wait task");
+        exited
+            .stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|record| record.get("path").is_some())
+            .collect()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_takes_the_cache_outcome_from_the_cache_never_from_a_header() {
+    let target = "/header/x-signet-cache/HIT";
+    let proxy = Binary::start(&[]).await;
+    let write = crate::support::send(proxy.addr, &proxy.request("POST", target, b"{}")).await;
+    let read = crate::support::send(proxy.addr, &proxy.request("GET", target, b"")).await;
+    assert_eq!((write.status, read.status), (200, 200));
+    let records = proxy.records().await;
+    let cache_fields: Vec<_> = records
+        .iter()
+        .map(|r| (r["method"].clone(), r.get("cache").cloned()))
+        .collect();
+    assert_eq!(
+        cache_fields,
+        [
+            ("POST".into(), None),
+            ("GET".into(), Some(serde_json::Value::from("MISS")))
+        ],
+        "a write is not the cache's; the GET reached GitHub: {records:#?}"
+    );
+
+    let off = Binary::start(&["--cache-size", "0"]).await;
+    let read = crate::support::send(off.addr, &off.request("GET", target, b"")).await;
+    assert_eq!(read.status, 200);
+    let records = off.records().await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].get("cache"), None, "no cache, no outcome");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `count` GETs of distinct `/etag/60/0` targets, padded to `target_len`,
+/// each with a distinct `cookie_len` cookie, four connections at a time
+/// (each signed just before it is sent).
+async fn padded_gets(proxy: &Binary, count: usize, target_len: usize, cookie_len: usize) {
+    let mut tasks = Vec::new();
+    for task in 0..4 {
+        let addr = proxy.addr;
+        let signer = crate::support::Signer::with_master(proxy.signer.master().clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (task..count).step_by(4) {
+                let prefix = format!("/etag/60/0?n={i}&pad=");
+                let target = format!("{prefix}{}", "t".repeat(target_len - prefix.len()));
+                let cookie = format!("n={i}; pad={}", "c".repeat(cookie_len));
+                let now = crate::now();
+                let claims = crate::support::Claims {
+                    exp: now + 300,
+                    ts: now,
+                    purpose: "test",
+                };
+                let request = Request::get(&target)
+                    .proof(signer.sign_with(claims, "GET", &target, b""))
+                    .header("cookie", &cookie[..cookie_len]);
+                let reply = crate::support::send(addr, &request).await;
+                assert_eq!(reply.status, 200, "{}", reply.text());
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("request task");
+    }
+}
+
+/// Run with `cargo test --release -p signet-proxy --test proxy -- --ignored
+/// --nocapture cache::memory`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a memory figure against the release binary; run explicitly"]
+async fn memory_stays_within_the_cache_size_under_long_targets_and_cookies() {
+    let metrics_port = crate::support::free_port().to_string();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let proxy = Binary::start(&["--cache-size", "4MiB", "--metrics-listen", &metrics]).await;
+    let pid = proxy.pid();
+    // Connections, buffers and the allocator's arenas warmed up first.
+    padded_gets(&proxy, 200, 100, 20).await;
+    let idle = rss_kib(pid);
+
+    // The issue's load: 20 KB targets and cookies. Over the limits, bypassed.
+    padded_gets(&proxy, 2_500, 20_000, 20_000).await;
+    let long = rss_kib(pid);
+    // Just under the limits: every answer is kept, and 4 MiB is full many
+    // times over.
+    padded_gets(&proxy, 2_500, 2_048, 1_024).await;
+    let limits = rss_kib(pid);
+    let scrape = crate::support::send(metrics.parse().expect("addr"), &Request::get("/metrics"))
+        .await
+        .text();
+    let bytes = metric(&scrape, "signet_cache_bytes").unwrap_or(u64::MAX);
+    let entries = metric(&scrape, "signet_cache_entries").unwrap_or(0);
+    println!(
+        "RSS KiB: warmed up {idle}; after 2,500 GETs with 20 KB targets and cookies {long}; \
+         after 2,500 at the limits {limits}; cache {entries} entries, {bytes} bytes"
+    );
+    assert!(bytes <= 4 * 1024 * 1024, "signet_cache_bytes {bytes}");
+    // The cache's 4 MiB plus a fixed allowance for the allocator.
+    let bound = idle + 4 * 1024 + 12 * 1024;
+    assert!(long < bound, "20 KB targets and cookies: {long} KiB");
+    assert!(limits < bound, "at the limits: {limits} KiB");
 }

@@ -515,16 +515,10 @@ impl RequestLog {
         }
     }
 
-    /// How the conditional-request cache answered, from `X-Signet-Cache`.
-    pub fn cache(&mut self, value: &http::HeaderValue) {
-        self.cache = [
-            crate::upstream::api::cache::Outcome::Hit,
-            crate::upstream::api::cache::Outcome::Revalidated,
-            crate::upstream::api::cache::Outcome::Miss,
-        ]
-        .into_iter()
-        .map(crate::upstream::api::cache::Outcome::as_str)
-        .find(|name| name.as_bytes() == value.as_bytes());
+    /// How the conditional-request cache answered, as the cache says (never
+    /// read back from a response header, which an upstream could forge).
+    pub fn cache(&mut self, outcome: crate::upstream::api::cache::Outcome) {
+        self.cache = Some(outcome.as_str());
     }
 
     /// The request was a health check (logged at debug level: probes are

@@ -6,7 +6,7 @@
 //!
 //! * `HIT` — from the cache alone, while the response is fresh by its own
 //!   `Cache-Control: max-age` (GitHub sends 60 s), it was fetched with the
-//!   token in force, and no write went through the proxy since;
+//!   token in force, and no write went through the proxy since it was sent;
 //! * `REVALIDATED` — GitHub was asked with `If-None-Match` /
 //!   `If-Modified-Since` and answered `304 Not Modified`, which costs no
 //!   primary quota, and the client gets the full `200` from the cache;
@@ -22,12 +22,32 @@
 //! so its `304`s work as it expects; `no-store` on either side is honoured,
 //! and `no-cache` / `max-age=0` from the client forces a revalidation.
 //!
+//! One client must not be able to choose what another is served, nor make
+//! the cache hold more than its size:
+//!
+//! * the key and the stored `Vary` values are taken from the request's
+//!   headers as they go upstream (through the forwarder's own
+//!   `forward::remove_unforwarded`), so a header `Connection` strips is not
+//!   keyed on; a request that repeats a keyed header, whose every value
+//!   GitHub reads, bypasses the cache;
+//! * a target over [`MAX_TARGET`] or a keyed value over [`MAX_KEYED_VALUE`]
+//!   bypasses the cache; an entry weighs everything it holds (key, `Vary`
+//!   values, headers, body, and [`ENTRY_OVERHEAD`]), every stored value is
+//!   copied out of the buffer its message was read into, and the total is
+//!   bounded by `--cache-size`;
+//! * the write epoch a `GET` is stored under is read before it is sent, and
+//!   every write that may have been sent ends the epoch, whatever its
+//!   answer (a 502, a 504, a client gone).
+//!
 //! Identical concurrent `GET`s are coalesced: one goes to GitHub, the others
 //! wait (up to the upstream timeout) for its response to be stored and are
-//! then answered from it; if it cannot be stored they go to GitHub
-//! themselves.
+//! answered from it when it matches their own `Vary` values and no write
+//! ended since it was sent (else they revalidate it or go to GitHub). The
+//! body is read from GitHub ahead of the first client, up to the entry
+//! limit, so a client that reads slowly holds back nobody else; once the
+//! answer cannot be stored, the others are released at once.
 //!
-//! The cache is bounded by bytes (bodies plus headers) and per process.
+//! The cache and its write epoch are per process (per replica).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,8 +56,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, ETAG, HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, PRAGMA, RANGE, SET_COOKIE, VARY,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, ETAG, HOST, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, PRAGMA, RANGE,
+    SET_COOKIE, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use tokio::sync::watch;
@@ -51,6 +72,27 @@ use crate::upstream::scope::GitHubScope;
 pub const X_SIGNET_CACHE: HeaderName = HeaderName::from_static("x-signet-cache");
 
 const API_VERSION: HeaderName = HeaderName::from_static("x-github-api-version");
+
+/// The longest request-target the cache keys on; a longer one bypasses it
+/// (forwarded, never stored). GitHub's API targets, queries included, are
+/// far shorter; without a limit one client could fill the cache with keys
+/// up to the 64 KiB header section, evicting everyone's entries.
+pub const MAX_TARGET: usize = 2 * 1024;
+
+/// The longest value of a keyed header (`Accept`, `X-GitHub-Api-Version`,
+/// `Accept-Encoding`, `Host`, and whatever a stored `Vary` names, such as
+/// `Cookie`) the cache keys on; a request with a longer one bypasses it.
+/// GitHub's media types and versions take well under 100 bytes; an API
+/// client with a long cookie is still served, uncached.
+pub const MAX_KEYED_VALUE: usize = 1024;
+
+/// What an entry costs beyond the bytes it holds: its allocations (the
+/// entry, its key, their maps) and its slot in the table.
+pub const ENTRY_OVERHEAD: u64 = 1024;
+
+/// What each header, `Vary` value or key field costs beyond its bytes (its
+/// slot in a map, its allocations).
+const FIELD_OVERHEAD: u64 = 128;
 
 /// How a request was answered, as `X-Signet-Cache` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +131,69 @@ struct KeyParts {
     accept_encoding: Option<HeaderValue>,
 }
 
+impl Key {
+    fn weight(&self) -> u64 {
+        let parts = &self.0;
+        let values: usize = [
+            &parts.host,
+            &parts.accept,
+            &parts.api_version,
+            &parts.accept_encoding,
+        ]
+        .into_iter()
+        .flatten()
+        .map(HeaderValue::len)
+        .sum();
+        (parts.target.len() + values) as u64 + 5 * FIELD_OVERHEAD
+    }
+}
+
+/// A request header the cache cannot key on: repeated (GitHub reads every
+/// value; a key can hold one) or longer than [`MAX_KEYED_VALUE`].
+#[derive(Debug)]
+struct Unkeyable;
+
+/// The one value of `name` in `headers`, copied, or `Unkeyable`.
+fn keyed_value(headers: &HeaderMap, name: &HeaderName) -> Result<Option<HeaderValue>, Unkeyable> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() || value.len() > MAX_KEYED_VALUE {
+        return Err(Unkeyable);
+    }
+    Ok(Some(owned(value)))
+}
+
+/// A copy in an allocation of its own. hyper parses a header value as a
+/// slice of the buffer the whole message head was read into: a stored slice
+/// would keep that buffer (up to the 64 KiB header section, or more) alive
+/// for as long as the entry lives, unweighed.
+fn owned(value: &HeaderValue) -> HeaderValue {
+    let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+    copy.set_sensitive(value.is_sensitive());
+    copy
+}
+
+/// `headers` with every value [`owned`].
+fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut copy = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        copy.append(name.clone(), owned(value));
+    }
+    copy
+}
+
+fn fields_weight<'a>(
+    fields: impl Iterator<Item = (&'a HeaderName, Option<&'a HeaderValue>)>,
+) -> u64 {
+    fields
+        .map(|(name, value)| {
+            (name.as_str().len() + value.map_or(0, HeaderValue::len)) as u64 + FIELD_OVERHEAD
+        })
+        .sum()
+}
+
 /// One stored `200`.
 #[derive(Debug)]
 pub struct Entry {
@@ -103,7 +208,7 @@ pub struct Entry {
     fresh_until: Instant,
     /// The token it was fetched (or last revalidated) with.
     generation: u64,
-    /// The write epoch it was stored in.
+    /// The write epoch its request was sent in.
     epoch: u64,
 }
 
@@ -126,45 +231,82 @@ impl Entry {
         response
     }
 
-    fn weight(&self) -> u64 {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 32)
-            .sum();
-        (self.body.len() + headers + 256) as u64
+    /// Everything an entry holds but its body, with the fixed overhead.
+    fn weight_without_body(
+        headers: &HeaderMap,
+        validators: [Option<&HeaderValue>; 2],
+        vary: &[(HeaderName, Option<HeaderValue>)],
+    ) -> u64 {
+        let validators: usize = validators.into_iter().flatten().map(HeaderValue::len).sum();
+        fields_weight(headers.iter().map(|(name, value)| (name, Some(value))))
+            + fields_weight(vary.iter().map(|(name, value)| (name, value.as_ref())))
+            + validators as u64
+            + ENTRY_OVERHEAD
     }
 
-    fn matches_vary(&self, request: &HeaderMap) -> bool {
+    fn weight(&self) -> u64 {
+        self.body.len() as u64
+            + Self::weight_without_body(
+                &self.headers,
+                [self.etag.as_ref(), self.last_modified.as_ref()],
+                &self.vary,
+            )
+    }
+
+    /// Whether `forwarded` (a request's headers as they go upstream) has
+    /// the values this response was stored for. A repeated or over-long
+    /// value never matches.
+    fn matches_vary(&self, forwarded: &HeaderMap) -> bool {
+        self.vary.iter().all(|(name, stored)| {
+            let mut values = forwarded.get_all(name).iter();
+            let value = values.next();
+            values.next().is_none()
+                && value.is_none_or(|v| v.len() <= MAX_KEYED_VALUE)
+                && value == stored.as_ref()
+        })
+    }
+
+    /// Whether `forwarded` repeats, or has an over-long value of, a header
+    /// this response varies on.
+    fn unkeyable_vary(&self, forwarded: &HeaderMap) -> bool {
         self.vary
             .iter()
-            .all(|(name, value)| request.get(name) == value.as_ref())
+            .any(|(name, _)| keyed_value(forwarded, name).is_err())
     }
 }
 
 /// What the cache can do for one request.
 #[derive(Debug)]
 pub enum Lookup {
-    /// Not cacheable (a write, a client conditional, `no-store`, cache off):
-    /// forwarded as it is.
+    /// Not cacheable (a write, a client conditional, `no-store`, an
+    /// unkeyable header, cache off): forwarded as it is.
     Bypass,
     /// Nothing stored: forwarded, and a cacheable answer is kept.
-    Miss(Key),
+    Miss(Pending),
     /// Stored but not fresh: revalidated with its validators.
-    Stale(Key, Arc<Entry>),
+    Stale(Pending, Arc<Entry>),
     /// Fresh: answered from the cache.
     Fresh(Arc<Entry>),
+}
+
+/// A request whose answer the cache may keep.
+#[derive(Debug)]
+pub struct Pending {
+    key: Key,
+    /// The request's headers as they go upstream: the stored `Vary` values
+    /// come from these, never from what the client sent.
+    forwarded: HeaderMap,
+    /// The token it goes out with.
+    generation: u64,
+    /// The write epoch before it was sent: a write done after this makes
+    /// what it fetches stale.
+    epoch: u64,
 }
 
 impl Lookup {
     /// Whether the answer comes from the cache without asking GitHub.
     pub fn is_fresh(&self) -> bool {
         matches!(self, Lookup::Fresh(_))
-    }
-
-    /// Whether the request's headers are needed to store the answer.
-    pub fn may_store(&self) -> bool {
-        matches!(self, Lookup::Miss(_) | Lookup::Stale(..))
     }
 
     /// Adds the stored validators to the request going upstream.
@@ -202,8 +344,8 @@ type Entries = quick_cache::sync::Cache<
 struct ByBytes;
 
 impl quick_cache::Weighter<Key, Arc<Entry>> for ByBytes {
-    fn weight(&self, _key: &Key, entry: &Arc<Entry>) -> u64 {
-        entry.weight()
+    fn weight(&self, key: &Key, entry: &Arc<Entry>) -> u64 {
+        key.weight() + entry.weight()
     }
 }
 
@@ -213,9 +355,9 @@ type Flight = Option<Option<Arc<Entry>>>;
 
 struct Inner {
     entries: Entries,
-    /// Largest single entry.
+    /// Largest single entry, everything it holds weighed.
     max_entry: u64,
-    /// Bumped by every successful write through the proxy.
+    /// Ended by every write that may have reached GitHub.
     epoch: AtomicU64,
     inflight: Mutex<HashMap<Key, watch::Receiver<Flight>>>,
     metrics: Arc<Metrics>,
@@ -278,7 +420,8 @@ impl Cache {
         }
     }
 
-    /// What the cache holds for this request.
+    /// What the cache holds for this request. `headers` are the client's;
+    /// the key is taken from them as they will go upstream.
     pub fn lookup(
         &self,
         method: &Method,
@@ -293,6 +436,9 @@ impl Cache {
         if *method != Method::GET && *method != Method::HEAD {
             return Lookup::Bypass;
         }
+        // Read before the request is sent (it can only be sent later): a
+        // write done while it is out makes its answer stale.
+        let epoch = inner.epoch.load(Ordering::Acquire);
         let client_conditional = [
             IF_NONE_MATCH,
             IF_MODIFIED_SINCE,
@@ -304,37 +450,62 @@ impl Cache {
         .iter()
         .any(|name| headers.contains_key(name));
         let request_control = Directives::of(headers);
-        if client_conditional || request_control.no_store {
+        if client_conditional || request_control.no_store || target.len() > MAX_TARGET {
             return Lookup::Bypass;
         }
-        let key = Key(Arc::new(KeyParts {
-            scope: credential.scope.clone(),
-            target: target.into(),
-            host: if self.key_host {
-                headers.get(HOST).cloned()
-            } else {
-                None
-            },
-            accept: headers.get(http::header::ACCEPT).cloned(),
-            api_version: headers.get(API_VERSION).cloned(),
-            accept_encoding: headers.get(http::header::ACCEPT_ENCODING).cloned(),
-        }));
-        match inner.entries.get(&key) {
-            Some(entry) if entry.matches_vary(headers) => {
+        let mut forwarded = headers.clone();
+        crate::upstream::forward::remove_unforwarded(&mut forwarded);
+        let Ok(key) = self.key(credential, target, headers, &forwarded) else {
+            return Lookup::Bypass;
+        };
+        let pending = Pending {
+            key,
+            forwarded,
+            generation: credential.generation,
+            epoch,
+        };
+        match inner.entries.get(&pending.key) {
+            // Neither served nor stored: which of the values GitHub used
+            // is unknowable.
+            Some(entry) if entry.unkeyable_vary(&pending.forwarded) => Lookup::Bypass,
+            Some(entry) if entry.matches_vary(&pending.forwarded) => {
                 let fresh = now < entry.fresh_until
                     && entry.generation == credential.generation
-                    && entry.epoch == inner.epoch.load(Ordering::Acquire)
+                    && entry.epoch == epoch
                     && !request_control.no_cache;
                 if fresh {
                     Lookup::Fresh(entry)
                 } else {
-                    Lookup::Stale(key, entry)
+                    Lookup::Stale(pending, entry)
                 }
             }
             // A HEAD cannot fill the cache (it has no body).
             _ if *method == Method::HEAD => Lookup::Bypass,
-            _ => Lookup::Miss(key),
+            _ => Lookup::Miss(pending),
         }
+    }
+
+    /// The key: the keyed headers from `forwarded` (what goes upstream), the
+    /// `Host` from the client's `headers` (what links are rewritten to).
+    fn key(
+        &self,
+        credential: &Current,
+        target: &str,
+        headers: &HeaderMap,
+        forwarded: &HeaderMap,
+    ) -> Result<Key, Unkeyable> {
+        Ok(Key(Arc::new(KeyParts {
+            scope: credential.scope.clone(),
+            target: target.into(),
+            host: if self.key_host {
+                keyed_value(headers, &HOST)?
+            } else {
+                None
+            },
+            accept: keyed_value(forwarded, &ACCEPT)?,
+            api_version: keyed_value(forwarded, &API_VERSION)?,
+            accept_encoding: keyed_value(forwarded, &ACCEPT_ENCODING)?,
+        })))
     }
 
     /// After the replay record: answer a fresh entry, or wait for an
@@ -342,7 +513,9 @@ impl Cache {
     pub async fn plan(&self, lookup: Lookup, method: &Method, wait: Duration) -> Plan {
         let key = match &lookup {
             Lookup::Fresh(entry) => return Plan::Answer(Arc::clone(entry), Outcome::Hit),
-            Lookup::Miss(key) | Lookup::Stale(key, _) if *method == Method::GET => key.clone(),
+            Lookup::Miss(pending) | Lookup::Stale(pending, _) if *method == Method::GET => {
+                pending.key.clone()
+            }
             _ => return Plan::Forward(lookup, None),
         };
         let Some(inner) = &self.inner else {
@@ -371,10 +544,12 @@ impl Cache {
         };
         if let Some(mut receiver) = waiting {
             let done = tokio::time::timeout(wait, receiver.wait_for(Option::is_some)).await;
-            if let Ok(Ok(flight)) = done {
-                if let Some(Some(entry)) = flight.clone() {
-                    return Plan::Answer(entry, Outcome::Hit);
-                }
+            let stored = match done {
+                Ok(Ok(flight)) => flight.clone().flatten(),
+                _ => None,
+            };
+            if let Some(entry) = stored {
+                return inner.after_flight(lookup, entry);
             }
         }
         // The leader's answer could not be stored (or took too long): ask
@@ -382,38 +557,30 @@ impl Cache {
         Plan::Forward(lookup, None)
     }
 
-    /// Turns GitHub's answer into the client's: a `304` to our revalidation
+    /// Turns GitHub's answer into the client's, with how the cache answered
+    /// (`None`: the cache had no part in it): a `304` to our revalidation
     /// becomes the stored `200`; a cacheable `200` is kept as it streams.
-    /// `request` holds the request's headers when the answer may be stored.
-    #[allow(clippy::too_many_arguments)]
     pub fn complete(
         &self,
         lookup: Lookup,
         leader: Option<Leader>,
         method: &Method,
-        request: Option<HeaderMap>,
-        credential: &Current,
         response: Response<ProxyBody>,
         head: bool,
         now: Instant,
-    ) -> Response<ProxyBody> {
+    ) -> (Response<ProxyBody>, Option<Outcome>) {
         let Some(inner) = &self.inner else {
-            return response;
+            return (response, None);
         };
-        let status = response.status();
         if *method != Method::GET && *method != Method::HEAD {
-            if status.is_success() || status.is_redirection() {
-                // A write may change what any GET returns: nothing stored
-                // before it is served without asking GitHub.
-                inner.epoch.fetch_add(1, Ordering::AcqRel);
-            }
-            return response;
+            // A write: its epoch is ended by the [`Write`] guard.
+            return (response, None);
         }
-        let epoch = inner.epoch.load(Ordering::Acquire);
-        let (key, stale) = match lookup {
+        let status = response.status();
+        let (pending, stale) = match lookup {
             Lookup::Bypass | Lookup::Fresh(_) => return self.mark(response, Outcome::Miss),
-            Lookup::Miss(key) => (key, None),
-            Lookup::Stale(key, entry) => (key, Some(entry)),
+            Lookup::Miss(pending) => (pending, None),
+            Lookup::Stale(pending, entry) => (pending, Some(entry)),
         };
         if let (Some(stale), StatusCode::NOT_MODIFIED) = (&stale, status) {
             let entry = Arc::new(Entry {
@@ -422,40 +589,58 @@ impl Cache {
                 etag: response
                     .headers()
                     .get(ETAG)
-                    .cloned()
+                    .map(owned)
                     .or_else(|| stale.etag.clone()),
                 last_modified: response
                     .headers()
                     .get(LAST_MODIFIED)
-                    .cloned()
+                    .map(owned)
                     .or_else(|| stale.last_modified.clone()),
                 vary: stale.vary.clone(),
                 fresh_until: now + Directives::of(response.headers()).fresh_for(),
-                generation: credential.generation,
-                epoch,
+                generation: pending.generation,
+                epoch: pending.epoch,
             });
-            inner.entries.insert(key, Arc::clone(&entry));
+            inner.store(pending.key, Arc::clone(&entry));
             if let Some(leader) = leader {
                 leader.publish(Some(Arc::clone(&entry)));
             }
-            return self.answer(&entry, Outcome::Revalidated, head);
+            return (
+                self.answer(&entry, Outcome::Revalidated, head),
+                Some(Outcome::Revalidated),
+            );
         }
-        let (Some(request), true) = (request, *method == Method::GET) else {
+        if *method != Method::GET {
             return self.mark(response, Outcome::Miss);
-        };
+        }
         let Some(template) = storable(response.headers(), status, inner.max_entry) else {
             // Nothing will be stored; waiting requests go to GitHub.
             return self.mark(response, Outcome::Miss);
         };
-        let vary = vary_values(response.headers(), &request);
+        let vary = vary_values(response.headers(), &pending.forwarded);
+        if vary
+            .iter()
+            .any(|(name, _)| keyed_value(&pending.forwarded, name).is_err())
+        {
+            // The request repeats (or overfills) a header GitHub varies
+            // on: which value it used is unknowable.
+            return self.mark(response, Outcome::Miss);
+        }
         let recorder = Recorder {
+            fixed: pending.key.weight()
+                + Entry::weight_without_body(
+                    &template.headers,
+                    [template.etag.as_ref(), template.last_modified.as_ref()],
+                    &vary,
+                ),
             inner: Arc::clone(inner),
-            key,
+            key: pending.key,
             template: Some(template),
             vary,
-            generation: credential.generation,
-            epoch,
-            body: BytesMut::new(),
+            generation: pending.generation,
+            epoch: pending.epoch,
+            chunks: Vec::new(),
+            len: 0,
             leader,
         };
         let response = response.map(|body| body.recorded(recorder));
@@ -470,14 +655,72 @@ impl Cache {
         entry.response(outcome, head)
     }
 
-    fn mark(&self, mut response: Response<ProxyBody>, outcome: Outcome) -> Response<ProxyBody> {
+    /// Ends the write epoch when the returned guard is dropped, if `method`
+    /// writes: hold it while the request is forwarded.
+    pub fn write(&self, method: &Method) -> Write {
+        let writes = *method != Method::GET && *method != Method::HEAD;
+        Write(self.inner.as_ref().filter(|_| writes).map(Arc::clone))
+    }
+
+    fn mark(
+        &self,
+        mut response: Response<ProxyBody>,
+        outcome: Outcome,
+    ) -> (Response<ProxyBody>, Option<Outcome>) {
         if let Some(inner) = &self.inner {
             inner.metrics.cache_answered(outcome);
         }
         response
             .headers_mut()
             .insert(X_SIGNET_CACHE, HeaderValue::from_static(outcome.as_str()));
-        response
+        (response, Some(outcome))
+    }
+}
+
+impl Inner {
+    fn store(&self, key: Key, entry: Arc<Entry>) {
+        self.entries.insert(key, entry);
+        self.metrics
+            .cache_stored(self.entries.len(), self.entries.weight());
+    }
+
+    /// What a waiter does with the entry its flight stored: answer from it
+    /// only when it is what this request would be served (its own `Vary`
+    /// values) and no write ended since the flight was sent; revalidate it
+    /// when only a write came between; else ask GitHub.
+    fn after_flight(&self, lookup: Lookup, entry: Arc<Entry>) -> Plan {
+        let (pending, stored) = match lookup {
+            Lookup::Miss(pending) => (pending, None),
+            Lookup::Stale(pending, stored) => (pending, Some(stored)),
+            other => return Plan::Forward(other, None),
+        };
+        if !entry.matches_vary(&pending.forwarded) {
+            let lookup = match stored {
+                Some(stored) => Lookup::Stale(pending, stored),
+                None => Lookup::Miss(pending),
+            };
+            return Plan::Forward(lookup, None);
+        }
+        if entry.epoch == self.epoch.load(Ordering::Acquire) {
+            return Plan::Answer(entry, Outcome::Hit);
+        }
+        Plan::Forward(Lookup::Stale(pending, entry), None)
+    }
+}
+
+/// Held while a write is forwarded: dropped — answered, failed, timed out,
+/// or abandoned by its client — it ends the write epoch, so nothing fetched
+/// before it is served without asking GitHub. A write whose answer was lost
+/// may still have been applied.
+#[derive(Debug)]
+#[must_use = "the epoch ends when the guard is dropped"]
+pub struct Write(Option<Arc<Inner>>);
+
+impl Drop for Write {
+    fn drop(&mut self) {
+        if let Some(inner) = &self.0 {
+            inner.epoch.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -493,8 +736,8 @@ fn storable(headers: &HeaderMap, status: StatusCode, max_entry: u64) -> Option<T
     if status != StatusCode::OK || headers.contains_key(SET_COOKIE) {
         return None;
     }
-    let etag = headers.get(ETAG).cloned();
-    let last_modified = headers.get(LAST_MODIFIED).cloned();
+    let etag = headers.get(ETAG).map(owned);
+    let last_modified = headers.get(LAST_MODIFIED).map(owned);
     if etag.is_none() && last_modified.is_none() {
         return None;
     }
@@ -517,7 +760,7 @@ fn storable(headers: &HeaderMap, status: StatusCode, max_entry: u64) -> Option<T
     if length.is_some_and(|length| length > max_entry) {
         return None;
     }
-    let mut headers = headers.clone();
+    let mut headers = owned_headers(headers);
     headers.remove(X_SIGNET_CACHE);
     Some(Template {
         headers,
@@ -527,8 +770,9 @@ fn storable(headers: &HeaderMap, status: StatusCode, max_entry: u64) -> Option<T
     })
 }
 
-/// The request's values of the headers `Vary` names. `Authorization` is the
-/// proxy's own token, which the key's scope and generation already cover.
+/// The request's values of the headers `Vary` names (the first of each,
+/// copied). `Authorization` is the proxy's own token, which the key's scope
+/// and generation already cover.
 fn vary_values(
     response: &HeaderMap,
     request: &HeaderMap,
@@ -539,9 +783,9 @@ fn vary_values(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| *name != http::header::AUTHORIZATION)
+        .filter(|name| *name != AUTHORIZATION)
         .map(|name| {
-            let value = request.get(&name).cloned();
+            let value = request.get(&name).map(owned);
             (name, value)
         })
         .collect()
@@ -557,7 +801,7 @@ fn updated_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
         }
         headers.remove(name);
         for value in not_modified.get_all(name) {
-            headers.append(name.clone(), value.clone());
+            headers.append(name.clone(), owned(value));
         }
     }
     headers
@@ -650,8 +894,9 @@ impl Drop for Leader {
     }
 }
 
-/// Collects a cacheable response's body as it streams to the client and
-/// stores it when it ends whole.
+/// Keeps a cacheable response's body as it is read from GitHub (ahead of
+/// the client, see [`ProxyBody::recorded`]) and stores it when it ends
+/// whole.
 pub struct Recorder {
     inner: Arc<Inner>,
     key: Key,
@@ -659,31 +904,41 @@ pub struct Recorder {
     vary: Vec<(HeaderName, Option<HeaderValue>)>,
     generation: u64,
     epoch: u64,
-    body: BytesMut,
+    /// The body so far: the chunks the client is sent too (shared, not
+    /// copied).
+    chunks: Vec<Bytes>,
+    len: u64,
+    /// The weight of everything the entry holds but its body.
+    fixed: u64,
     leader: Option<Leader>,
 }
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
-            .field("bytes", &self.body.len())
+            .field("bytes", &self.len)
             .finish_non_exhaustive()
     }
 }
 
 impl Recorder {
-    /// A chunk went to the client.
-    pub fn push(&mut self, chunk: &[u8]) {
+    /// A chunk arrived from GitHub. `false` once the answer is too large to
+    /// keep: nothing more is collected, and the requests waiting for it are
+    /// released at once, to ask GitHub themselves.
+    pub fn push(&mut self, chunk: &Bytes) -> bool {
         if self.template.is_none() {
-            return;
+            return false;
         }
-        if (self.body.len() + chunk.len()) as u64 > self.inner.max_entry {
-            // Too large to keep: stop collecting, keep streaming.
+        let len = self.len + chunk.len() as u64;
+        if self.fixed + len > self.inner.max_entry {
             self.template = None;
-            self.body = BytesMut::new();
-            return;
+            self.chunks = Vec::new();
+            self.leader = None;
+            return false;
         }
-        self.body.extend_from_slice(chunk);
+        self.len = len;
+        self.chunks.push(chunk.clone());
+        true
     }
 
     /// The body ended whole: store it and tell the waiting requests.
@@ -691,9 +946,15 @@ impl Recorder {
         let Some(template) = self.template.take() else {
             return;
         };
+        // One allocation of exactly its size: the chunks are slices of
+        // hyper's read buffers, larger than what they hold.
+        let mut body = BytesMut::with_capacity(usize::try_from(self.len).unwrap_or(0));
+        for chunk in std::mem::take(&mut self.chunks) {
+            body.extend_from_slice(&chunk);
+        }
         let entry = Arc::new(Entry {
             headers: template.headers,
-            body: std::mem::take(&mut self.body).freeze(),
+            body: body.freeze(),
             etag: template.etag,
             last_modified: template.last_modified,
             vary: std::mem::take(&mut self.vary),
@@ -701,12 +962,7 @@ impl Recorder {
             generation: self.generation,
             epoch: self.epoch,
         });
-        self.inner
-            .entries
-            .insert(self.key.clone(), Arc::clone(&entry));
-        self.inner
-            .metrics
-            .cache_stored(self.inner.entries.len(), self.inner.entries.weight());
+        self.inner.store(self.key.clone(), Arc::clone(&entry));
         if let Some(leader) = self.leader.take() {
             leader.publish(Some(entry));
         }
@@ -786,6 +1042,57 @@ mod tests {
         let merged = updated_headers(&stored, &not_modified);
         assert_eq!(merged["x-ratelimit-remaining"], "9");
         assert_eq!(merged["content-length"], "10");
+    }
+
+    #[test]
+    fn a_keyed_header_is_copied_and_refused_when_repeated_or_too_long() {
+        let request = headers(&[("accept", "application/json")]);
+        let copied = keyed_value(&request, &ACCEPT).ok().flatten();
+        assert_eq!(
+            copied.as_ref().map(HeaderValue::as_bytes),
+            Some(&b"application/json"[..])
+        );
+        assert_ne!(
+            copied.map(|v| v.as_bytes().as_ptr()),
+            request.get(ACCEPT).map(|v| v.as_bytes().as_ptr()),
+            "a stored value must not share the request's buffer"
+        );
+        assert!(matches!(keyed_value(&request, &API_VERSION), Ok(None)));
+        let twice = headers(&[("accept", "a"), ("accept", "b")]);
+        assert!(keyed_value(&twice, &ACCEPT).is_err());
+        let mut long = HeaderMap::new();
+        let value = "a".repeat(MAX_KEYED_VALUE + 1);
+        long.insert(
+            ACCEPT,
+            HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("")),
+        );
+        assert!(keyed_value(&long, &ACCEPT).is_err());
+        long.insert(
+            ACCEPT,
+            HeaderValue::from_str(&value[1..]).unwrap_or(HeaderValue::from_static("")),
+        );
+        assert!(keyed_value(&long, &ACCEPT).is_ok());
+    }
+
+    #[test]
+    fn a_repeated_vary_value_matches_no_stored_entry() {
+        let entry = Entry {
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            etag: None,
+            last_modified: None,
+            vary: vec![(http::header::COOKIE, Some(HeaderValue::from_static("a=b")))],
+            fresh_until: Instant::now(),
+            generation: 0,
+            epoch: 0,
+        };
+        assert!(entry.matches_vary(&headers(&[("cookie", "a=b")])));
+        assert!(!entry.matches_vary(&headers(&[("cookie", "c=d")])));
+        assert!(!entry.matches_vary(&headers(&[])));
+        let twice = headers(&[("cookie", "a=b"), ("cookie", "a=b")]);
+        assert!(!entry.matches_vary(&twice));
+        assert!(entry.unkeyable_vary(&twice));
+        assert!(!entry.unkeyable_vary(&headers(&[("cookie", "c=d")])));
     }
 
     #[test]
