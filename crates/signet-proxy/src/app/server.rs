@@ -315,6 +315,10 @@ async fn accept(
             () = &mut stopping => break,
         }
     }
+    // Closed before `done` is dropped (parameters drop in reverse order):
+    // once `run_on` returns, no listener of its takes a connection.
+    drop(listener);
+    drop(done);
 }
 
 /// Completes once `stop` says so (or its sender is gone).
