@@ -9,6 +9,8 @@
 //! * [`header`] — strict parsing and formatting of the `Signet-Proof` header (§4).
 //! * [`verify`] — steps 3–6 and 8–9 of verification (§5), with a bounded cache
 //!   of verified bindings.
+//! * [`signature`] — signature validity (§5, amendment 3): the one rule both
+//!   signatures are judged by, and the check a trusted master key must pass.
 //! * [`error`] — every refusal code with its status and message (§5, §6).
 //!
 //! ```
@@ -37,6 +39,7 @@ pub mod error;
 pub mod header;
 pub mod keys;
 pub mod request;
+pub mod signature;
 pub mod verify;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -48,6 +51,7 @@ pub use keys::{
     KeyError,
 };
 pub use request::{canonical_request, Binding, BindingMessage, BodyDigest, RequestParts};
+pub use signature::{check_master_key, verify_signature, SignatureError, ValidKey};
 pub use verify::{CheckedProof, Limits, ReplayRecord, ReplayScope, VerifiedProof, Verifier};
 
 /// Unpadded base64url, as used by every binary field of the header.

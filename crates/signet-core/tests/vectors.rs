@@ -7,7 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fuzz_corpus;
-mod strict;
+mod signature_edges;
+mod validity;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
