@@ -7,6 +7,8 @@
 //! * [`request`] — the binding message (§2), the canonical request (§3) and
 //!   the client side that signs them.
 //! * [`header`] — strict parsing and formatting of the `Signet-Proof` header (§4).
+//! * [`content_digest`] — the declared body digest, `Content-Digest` (§3.1,
+//!   amendment 2): a strict parser and the value a client sends.
 //! * [`verify`] — steps 3–6 and 8–9 of verification (§5), with a bounded cache
 //!   of verified bindings.
 //! * [`signature`] — signature validity (§5, amendment 3): the one rule both
@@ -35,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod b64;
+pub mod content_digest;
 pub mod error;
 pub mod header;
 pub mod keys;
@@ -44,6 +47,9 @@ pub mod verify;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
+pub use content_digest::{
+    ContentDigest, ContentDigestError, CONTENT_DIGEST, MAX_CONTENT_DIGEST_LEN,
+};
 pub use error::{ErrorCode, ParseError, VerifyError, TOKEN_STORE_MESSAGE};
 pub use header::{ProofHeader, Purpose, HEADER_NAME, MAX_HEADER_LEN};
 pub use keys::{

@@ -6,6 +6,7 @@
 //! be refused as `INVALID_PROOF`, and every edge header must parse and verify.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod content_digest;
 mod fuzz_corpus;
 mod signature_edges;
 mod validity;
