@@ -15,6 +15,10 @@ pub fn replay(target: &str, check: fn(&[u8])) {
     let mut inputs: Vec<PathBuf> = Vec::new();
     for kind in ["seeds", "corpus"] {
         let dir = fuzz.join(kind).join(target);
+        // A target the fuzzer has not run yet has seeds but no corpus.
+        if kind == "corpus" && !dir.exists() {
+            continue;
+        }
         let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         for entry in entries {
             inputs.push(

@@ -35,6 +35,12 @@ def lp(data):
     return bytes([len(data)]) + data[:255]
 
 
+def digest_sections(name):
+    with open(os.path.join(VECTORS, name)) as f:
+        file = json.load(f)
+    return file["declared"] + file["invalid"] + file["absent"], file["bodies"]
+
+
 positive = vectors("positive.json")
 negative = vectors("parse_negative.json")
 edge = vectors("parse_positive_edge.json")
@@ -90,6 +96,20 @@ write(
         b"\xff" + struct.pack("<H", c["verify_at"] - 1_700_000_000) + c["header"].encode() + b"\n"
         + c["method"].encode() + b"\n" + c["target"].encode() + b"\n" + bytes.fromhex(c["body_hex"])
         for c in positive
+    ],
+)
+
+# `Content-Digest` field lines, one per input line (content_digest.json).
+digest_cases, digest_bodies = digest_sections("content_digest.json")
+write(
+    "content_digest",
+    ["\n".join(c["field_lines"]) for c in digest_cases]
+    + [b["content_digest"] for b in digest_bodies]
+    + [
+        'a=1, b=-1.5, c="x\\"y", d=tok/en:x, e=?0, f=(1 "two" :AA==:);p, g;x;y=?1',
+        "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:;x=(1)",
+        "a=:YQ=:, sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+        "a=@1659578233, sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
     ],
 )
 

@@ -8,7 +8,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_main, Criterion};
-use signet_core::{parse_public_key_hex, BodyDigest, Limits, ProofHeader, RequestParts, Verifier};
+use signet_core::{
+    parse_public_key_hex, verify_signature, BodyDigest, Limits, ProofHeader, RequestParts,
+    ValidKey, Verifier,
+};
 
 const POSITIVE_JSON: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -104,14 +107,26 @@ fn bench_verify(c: &mut Criterion) {
         })
     });
     // The floor under the warm figure: the one request signature alone, with
-    // the key already parsed (scripts/bench measures the same call).
-    let ephemeral = ed25519_dalek::VerifyingKey::from_bytes(&proof.ek).unwrap();
+    // the key already decoded, as the binding cache holds it (spec §5
+    // "Signature validity", amendment 3).
+    let ephemeral = ValidKey::new(&proof.ek).unwrap();
     let canonical = signet_core::canonical_request(&request, proof.ts, &proof.n);
-    let signature = ed25519_dalek::Signature::from_bytes(&proof.s);
-    ephemeral.verify_strict(&canonical, &signature).unwrap();
-    group.bench_function("verify_strict alone (parsed key)", |b| {
-        b.iter(|| ephemeral.verify_strict(black_box(&canonical), black_box(&signature)))
+    ephemeral.verify(&canonical, &proof.s).unwrap();
+    group.bench_function("signature alone (decoded key)", |b| {
+        b.iter(|| ephemeral.verify(black_box(&canonical), black_box(&proof.s)))
     });
+    group.bench_function("signature alone (key decoded each time)", |b| {
+        b.iter(|| verify_signature(black_box(&proof.ek), black_box(&canonical), &proof.s))
+    });
+    // The rule before amendment 3, for comparison (cofactorless, no
+    // canonical-encoding check): scripts/bench still quotes it.
+    let strict_key = ed25519_dalek::VerifyingKey::from_bytes(&proof.ek).unwrap();
+    let signature = ed25519_dalek::Signature::from_bytes(&proof.s);
+    strict_key.verify_strict(&canonical, &signature).unwrap();
+    group.bench_function(
+        "verify_strict alone (parsed key, before amendment 3)",
+        |b| b.iter(|| strict_key.verify_strict(black_box(&canonical), black_box(&signature))),
+    );
     group.bench_function("reject: bad byte", |b| {
         b.iter(|| ProofHeader::parse(black_box(&bad_byte)))
     });

@@ -77,6 +77,15 @@ pub enum ErrorCode {
     BodyBudgetExhausted,
     /// The proxy already serves `--max-connections` connections (product code).
     TooManyConnections,
+    /// §3.1 (amendment 2), checked with step 2: several `Content-Digest`
+    /// field lines, a value that is not an RFC 8941 Dictionary, or a
+    /// `sha-256` member that appears twice or is not a canonical 32-byte
+    /// Byte Sequence.
+    InvalidContentDigest,
+    /// §5.1 (amendment 2): the body arrived complete but its SHA-256 is not
+    /// the declared digest; the upstream request was aborted before the
+    /// body's last byte.
+    BodyDigestMismatch,
 }
 
 impl ErrorCode {
@@ -110,13 +119,19 @@ impl ErrorCode {
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::BodyBudgetExhausted => "BODY_BUDGET_EXHAUSTED",
             Self::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            Self::InvalidContentDigest => "INVALID_CONTENT_DIGEST",
+            Self::BodyDigestMismatch => "BODY_DIGEST_MISMATCH",
         }
     }
 
     /// The HTTP status code of this refusal.
     pub const fn status(self) -> u16 {
         match self {
-            Self::InvalidProof | Self::InvalidRequestTarget | Self::InvalidBody => 400,
+            Self::InvalidProof
+            | Self::InvalidRequestTarget
+            | Self::InvalidBody
+            | Self::InvalidContentDigest
+            | Self::BodyDigestMismatch => 400,
             Self::MissingProof
             | Self::UnknownKey
             | Self::BindingExpired
@@ -193,6 +208,12 @@ impl ErrorCode {
                 "The proxy is buffering too many request bodies; retry shortly."
             }
             Self::TooManyConnections => "The proxy has too many open connections; retry shortly.",
+            Self::InvalidContentDigest => {
+                "The Content-Digest header is malformed: send one field line with one sha-256 member in canonical base64."
+            }
+            Self::BodyDigestMismatch => {
+                "The request body does not match its declared Content-Digest; the request was not completed upstream."
+            }
         }
     }
 
@@ -340,6 +361,18 @@ mod tests {
         }
         assert!(!ErrorCode::InvalidProof.is_challenge());
         assert!(!ErrorCode::PurposeMismatch.is_challenge());
+    }
+
+    #[test]
+    fn the_amendment_2_codes_are_400s_with_their_spec_names() {
+        for (code, name) in [
+            (ErrorCode::InvalidContentDigest, "INVALID_CONTENT_DIGEST"),
+            (ErrorCode::BodyDigestMismatch, "BODY_DIGEST_MISMATCH"),
+        ] {
+            assert_eq!((code.status(), code.as_str()), (400, name));
+            assert!(!code.is_challenge() && !code.is_retryable());
+            assert!(code.message().contains("Content-Digest"), "{code}");
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+use crate::signature::check_master_key;
+
 pub use zeroize::Zeroizing;
 
 /// Why a key could not be read.
@@ -20,12 +22,30 @@ pub enum KeyError {
     /// The 32 bytes are not an Ed25519 point.
     #[error("invalid master key: not an Ed25519 public key")]
     NotAPoint,
+    /// The 32 bytes decode to a point, but are not its canonical encoding
+    /// (spec §5, signature validity rule 2).
+    #[error(
+        "invalid master key: not the canonical encoding of an Ed25519 point \
+         (y must be below 2^255-19, and x = 0 must have the sign bit clear)"
+    )]
+    NonCanonical,
+    /// The point is of small order (spec §5, signature validity rule 3): a
+    /// signature under it can hold for many messages, so nobody may trust it.
+    #[error(
+        "invalid master key: a point of small order, under which signatures \
+         can be forged; it cannot be trusted"
+    )]
+    SmallOrder,
     /// The private key is not a PKCS#8 Ed25519 PEM.
     #[error("invalid private key: expected a PKCS#8 Ed25519 PEM (-----BEGIN PRIVATE KEY-----)")]
     InvalidPem,
 }
 
 /// Reads a master public key written as 64 hex characters (either case).
+///
+/// The key must also be fit to trust ([`check_master_key`]): canonically
+/// encoded and not of small order (spec §5, "Signature validity" rules 2
+/// and 3), so a key file or flag naming such a key is a configuration error.
 ///
 /// ```
 /// use signet_core::parse_public_key_hex;
@@ -42,6 +62,7 @@ pub fn parse_public_key_hex(text: &str) -> Result<VerifyingKey, KeyError> {
         .as_slice()
         .try_into()
         .map_err(|_| KeyError::InvalidLength(bytes.len()))?;
+    check_master_key(&bytes)?;
     VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotAPoint)
 }
 
@@ -92,6 +113,25 @@ mod tests {
             parse_public_key_hex(&"ab".repeat(31)).map_err(|e| e.to_string()),
             Err("invalid master key length: got 31 bytes, expected 32".to_owned())
         );
+    }
+
+    #[test]
+    fn a_master_key_of_small_order_or_written_non_canonically_is_refused() {
+        // The identity (y = 1): a signature under it holds for many messages.
+        let identity = format!("01{}", "00".repeat(31));
+        assert_eq!(parse_public_key_hex(&identity), Err(KeyError::SmallOrder));
+        // The identity again, as y = p + 1: decodes, but not canonically.
+        let high = format!("ee{}7f", "ff".repeat(30));
+        assert_eq!(parse_public_key_hex(&high), Err(KeyError::NonCanonical));
+        // x = 0 with the sign bit set.
+        let signed = format!("01{}80", "00".repeat(30));
+        assert_eq!(parse_public_key_hex(&signed), Err(KeyError::NonCanonical));
+        assert!(KeyError::SmallOrder
+            .to_string()
+            .starts_with("invalid master key: "));
+        assert!(KeyError::NonCanonical
+            .to_string()
+            .starts_with("invalid master key: "));
     }
 
     #[test]

@@ -7,8 +7,12 @@
 //! * [`request`] — the binding message (§2), the canonical request (§3) and
 //!   the client side that signs them.
 //! * [`header`] — strict parsing and formatting of the `Signet-Proof` header (§4).
+//! * [`content_digest`] — the declared body digest, `Content-Digest` (§3.1,
+//!   amendment 2): a strict parser and the value a client sends.
 //! * [`verify`] — steps 3–6 and 8–9 of verification (§5), with a bounded cache
 //!   of verified bindings.
+//! * [`signature`] — signature validity (§5, amendment 3): the one rule both
+//!   signatures are judged by, and the check a trusted master key must pass.
 //! * [`error`] — every refusal code with its status and message (§5, §6).
 //!
 //! ```
@@ -33,14 +37,19 @@
 #![forbid(unsafe_code)]
 
 mod b64;
+pub mod content_digest;
 pub mod error;
 pub mod header;
 pub mod keys;
 pub mod request;
+pub mod signature;
 pub mod verify;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
+pub use content_digest::{
+    ContentDigest, ContentDigestError, CONTENT_DIGEST, MAX_CONTENT_DIGEST_LEN,
+};
 pub use error::{ErrorCode, ParseError, VerifyError, TOKEN_STORE_MESSAGE};
 pub use header::{ProofHeader, Purpose, HEADER_NAME, MAX_HEADER_LEN};
 pub use keys::{
@@ -48,6 +57,7 @@ pub use keys::{
     KeyError,
 };
 pub use request::{canonical_request, Binding, BindingMessage, BodyDigest, RequestParts};
+pub use signature::{check_master_key, verify_signature, SignatureError, ValidKey};
 pub use verify::{CheckedProof, Limits, ReplayRecord, ReplayScope, VerifiedProof, Verifier};
 
 /// Unpadded base64url, as used by every binary field of the header.

@@ -19,12 +19,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 
 use crate::error::VerifyError;
 use crate::header::{ProofHeader, Purpose};
 use crate::keys::key_id;
 use crate::request::{write_canonical, BindingMessage, RequestParts};
+use crate::signature::ValidKey;
 
 /// Time limits of verification, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +147,13 @@ impl CheckedProof<'_> {
 
     /// Steps 8 and 9: the binding signature under `mk` (skipped when this
     /// exact binding verified before and has not expired), then the request
-    /// signature under `ek` over the canonical request. Both strict Ed25519.
+    /// signature under `ek` over the canonical request. Both are judged by
+    /// the one rule of spec §5 "Signature validity" ([`ValidKey::verify`]).
+    /// A master key that fails rule 2 or 3 fails step 8 (configuration
+    /// should have refused it, see [`check_master_key`]); an `ek` that fails
+    /// them fails step 9, whatever `s` is.
+    ///
+    /// [`check_master_key`]: crate::check_master_key
     pub fn verify(self, request: &RequestParts<'_>) -> Result<VerifiedProof, VerifyError> {
         let proof = self.proof;
         let message = BindingMessage::new(&proof.ek, proof.exp, &proof.pur);
@@ -154,28 +161,27 @@ impl CheckedProof<'_> {
             mk: proof.mk,
             b: proof.b,
         };
-        // A cached binding comes with its ephemeral key already decompressed:
-        // that is a field square root per request saved.
+        // A cached binding comes with its ephemeral key already decoded and
+        // checked (rules 2 and 3): a request then decodes only its `R`.
         let ephemeral = match self.verifier.bindings.get(&cache_key, &message, self.now) {
             Some(ephemeral) => ephemeral,
             None => {
-                self.master
-                    .verify_strict(message.as_bytes(), &Signature::from_bytes(&proof.b))
+                ValidKey::from_verifying_key(self.master)
+                    .and_then(|master| master.verify(message.as_bytes(), &proof.b))
                     .map_err(|_| VerifyError::InvalidBindingSignature)?;
-                let ephemeral = VerifyingKey::from_bytes(&proof.ek)
-                    .map_err(|_| VerifyError::InvalidRequestSignature)?;
+                let ephemeral =
+                    ValidKey::new(&proof.ek).map_err(|_| VerifyError::InvalidRequestSignature)?;
                 self.verifier
                     .bindings
                     .insert(cache_key, message, proof.exp, ephemeral, self.now);
                 ephemeral
             }
         };
-        let signature = Signature::from_bytes(&proof.s);
         CANONICAL_BUF
             .with(|buf| {
                 let mut buf = buf.borrow_mut();
                 write_canonical(&mut buf, request, proof.ts, &proof.n);
-                ephemeral.verify_strict(&buf, &signature)
+                ephemeral.verify(&buf, &proof.s)
             })
             .map_err(|_| VerifyError::InvalidRequestSignature)?;
 
@@ -334,7 +340,7 @@ const SHARDS: usize = 16;
 
 /// Verified bindings, found by `(mk, b)` and matched on the whole binding
 /// message (`ek, exp, pur`), kept until `exp`, each with its ephemeral key
-/// parsed. A hit is exactly "this `mk` signed this message with this `b`
+/// decoded and checked ([`ValidKey`]). A hit is exactly "this `mk` signed this message with this `b`
 /// before": no digest stands in for the bytes, so there is no collision to
 /// worry about, and hashing the key (SipHash, keyed per process) costs far
 /// less than the SHA-256 it replaces. Bounded: when a shard is full, expired
@@ -354,7 +360,7 @@ struct BindingKey {
 struct Entry {
     message: BindingMessage,
     exp: u64,
-    ephemeral: VerifyingKey,
+    ephemeral: ValidKey,
 }
 
 type Shard = Mutex<HashMap<BindingKey, Entry>>;
@@ -373,9 +379,9 @@ impl BindingCache {
         self.shards.get(usize::from(key.b[0]) % SHARDS)
     }
 
-    /// The binding's parsed ephemeral key, if this exact binding verified
+    /// The binding's decoded ephemeral key, if this exact binding verified
     /// before and has not expired.
-    fn get(&self, key: &BindingKey, message: &BindingMessage, now: u64) -> Option<VerifyingKey> {
+    fn get(&self, key: &BindingKey, message: &BindingMessage, now: u64) -> Option<ValidKey> {
         let map = self.shard(key)?.lock().ok()?;
         map.get(key)
             .filter(|entry| now <= entry.exp && entry.message.as_bytes() == message.as_bytes())
@@ -387,7 +393,7 @@ impl BindingCache {
         key: BindingKey,
         message: BindingMessage,
         exp: u64,
-        ephemeral: VerifyingKey,
+        ephemeral: ValidKey,
         now: u64,
     ) {
         if self.per_shard == 0 {

@@ -6,8 +6,10 @@
 //! be refused as `INVALID_PROOF`, and every edge header must parse and verify.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod content_digest;
 mod fuzz_corpus;
-mod strict;
+mod signature_edges;
+mod validity;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

@@ -7,8 +7,8 @@
 //! fails; it never panics on input the property allows.
 
 use signet_core::{
-    canonical_request, Binding, BodyDigest, Limits, ProofHeader, Purpose, RequestParts, SigningKey,
-    Verifier, VerifyError,
+    canonical_request, Binding, BodyDigest, ContentDigest, ContentDigestError, Limits, ProofHeader,
+    Purpose, RequestParts, SigningKey, Verifier, VerifyError, MAX_CONTENT_DIGEST_LEN,
 };
 
 /// Reads structured values off the front of fuzz input; past the end every
@@ -339,5 +339,65 @@ fn mutate(field: &mut Vec<u8>, kind: u8, at: usize, value: u8) {
             field.remove(at);
         }
         _ => field.push(value),
+    }
+}
+
+/// Target `content_digest`: the input, split at newlines, is a request's
+/// `Content-Digest` field lines. Parsing never panics; several lines are
+/// always invalid; a declared digest is written, in its canonical form,
+/// in the one line, and formatting it parses back to it; and adding a
+/// valid member (`x`, a Boolean) to a value that parsed changes nothing,
+/// while adding a `sha-256` member to a value without one declares it.
+pub fn content_digest(data: &[u8]) {
+    let lines: Vec<&[u8]> = data.split(|&c| c == b'\n').collect();
+    let result = ContentDigest::parse(lines.iter().copied());
+    if lines.len() > 1 {
+        assert_eq!(result, Err(ContentDigestError::SeveralFieldLines));
+        return;
+    }
+    let line = lines[0];
+    let Ok(parsed) = result else {
+        return;
+    };
+    if let ContentDigest::Declared(digest) = parsed {
+        let value = digest.to_content_digest();
+        assert!(
+            line.windows(value.len()).any(|w| w == value.as_bytes()),
+            "the declared digest is not written canonically in the value"
+        );
+        assert_eq!(
+            ContentDigest::parse([value.as_bytes()]),
+            Ok(parsed),
+            "format then parse changed the digest"
+        );
+    }
+    let blank = line.iter().all(|&c| c == b' ');
+    let with_member = if blank {
+        b"x".to_vec()
+    } else {
+        [line, b", x".as_slice()].concat()
+    };
+    if with_member.len() <= MAX_CONTENT_DIGEST_LEN {
+        assert_eq!(
+            ContentDigest::parse([with_member.as_slice()]),
+            Ok(parsed),
+            "an ignored member changed the result"
+        );
+    }
+    if parsed == ContentDigest::Absent {
+        let digest = BodyDigest::of(line);
+        let sha256 = digest.to_content_digest();
+        let with_sha256 = if blank {
+            sha256.into_bytes()
+        } else {
+            [line, b", ".as_slice(), sha256.as_bytes()].concat()
+        };
+        if with_sha256.len() <= MAX_CONTENT_DIGEST_LEN {
+            assert_eq!(
+                ContentDigest::parse([with_sha256.as_slice()]),
+                Ok(ContentDigest::Declared(digest)),
+                "a sha-256 member added to a value without one is not declared"
+            );
+        }
     }
 }

@@ -22,3 +22,8 @@ fn canonical_request_corpus_keeps_its_properties() {
 fn verify_corpus_keeps_its_properties() {
     replay("verify", checks::verify);
 }
+
+#[test]
+fn content_digest_corpus_keeps_its_properties() {
+    replay("content_digest", checks::content_digest);
+}
