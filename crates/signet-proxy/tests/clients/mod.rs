@@ -823,3 +823,75 @@ async fn a_revoked_admin_ephemeral_key_is_unknown_to_the_admin_api_until_unrevok
     assert_eq!(admin.post("/unrevoke", &body).await.status, 200);
     assert_eq!(stats().await.status, 200);
 }
+
+/// A point of small order (the identity, canonically encoded) and a
+/// non-canonical encoding (y = p + 1, the identity again): no one may trust
+/// either as a master key (spec §5, signature validity rules 2 and 3).
+const SMALL_ORDER_KEY: &str = "0100000000000000000000000000000000000000000000000000000000000000";
+const NON_CANONICAL_KEY: &str = "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_order_or_non_canonical_master_key_is_refused_at_startup_check_config_and_reload() {
+    for (key, why) in [
+        (SMALL_ORDER_KEY, "small order"),
+        (NON_CANONICAL_KEY, "canonical"),
+    ] {
+        let stderr =
+            crate::real_binary::startup_error(&["--github-token", "t", "--master-key", key], &[]);
+        assert!(stderr.contains(why), "{stderr}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = dir.path().join("keys.toml");
+        std::fs::write(
+            &keys,
+            format!("[[client]]\nname = \"evil\"\nkey = \"{key}\"\n"),
+        )
+        .expect("write");
+        let checked = crate::binary(
+            &[
+                "check-config",
+                "--github-token",
+                "t",
+                "--keys-file",
+                &keys.display().to_string(),
+            ],
+            &[],
+        )
+        .output()
+        .expect("run check-config");
+        assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+        let stderr = String::from_utf8_lossy(&checked.stderr);
+        assert!(stderr.contains("\"evil\""), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+
+    // Written into the keys file of a running proxy: the reload is refused
+    // (by the admin API and the watcher alike) and the clients it had keep
+    // working.
+    let admin = AdminClient {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port())),
+        signer: Signer::new(),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let alice = Signer::new();
+    std::fs::write(&keys, client_entry("alice", &alice, "")).expect("write");
+    let keys_path = keys.clone();
+    let admin_config = with_admin(&admin.signer, admin.addr.port());
+    let env = Env::start_with(move |config| {
+        admin_config(config);
+        config.master_keys.clear();
+        config.keys_file = Some(keys_path);
+    })
+    .await;
+    std::fs::write(
+        &keys,
+        client_entry("alice", &alice, "")
+            + &format!("[[client]]\nname = \"evil\"\nkey = \"{SMALL_ORDER_KEY}\"\n"),
+    )
+    .expect("write");
+    let reload = admin.post("/reload", "").await;
+    assert_eq!(reload.status, 422, "{}", reload.text());
+    assert!(reload.text().contains("small order"), "{}", reload.text());
+    assert_eq!(get(&env, &alice, "/user").await.status, 200);
+}
