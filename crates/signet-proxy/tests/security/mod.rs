@@ -1286,3 +1286,41 @@ async fn a_client_holding_its_share_of_upstream_slots_never_starves_another() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 503, 503, 503]);
 }
+
+// ===========================================================================
+// Red team (issue 15 follow-up): bypasses of the fixes, failing on main
+// ===========================================================================
+
+/// Spellings of the credential's routes that pass the target check (its
+/// dot-segment test splits on a raw `/` only) and the credential check (it
+/// decodes and splits on `/` and `\`, but never resolves `.` and `..`), yet
+/// name `DELETE /installation/token` or `/app` to any server in front of
+/// GitHub that decodes `%2F` / `%5C` (or decodes twice) and then removes
+/// dot-segments: the loosest reader `manages_the_credential` promises to
+/// read as.
+const CREDENTIAL_ENDPOINTS_BEHIND_DOT_SEGMENTS: [(&str, &str); 6] = [
+    ("DELETE", "/installation/x/..%2Ftoken"),
+    ("DELETE", "/x/..%2Finstallation/token"),
+    ("DELETE", "/installation/x/%252e%252e/token"),
+    ("DELETE", "/installation/x\\..\\token"),
+    ("GET", "/x/..%2Fapp/installations"),
+    ("POST", "/x/..%5Capp/installations/1/access_tokens"),
+];
+
+#[tokio::test]
+#[ignore = "red team: a dot-segment hidden behind %2F, %5C, \\ or a double encoding reaches the credential's routes"]
+async fn credential_endpoints_behind_an_encoded_dot_segment_are_refused_and_never_forwarded() {
+    let env = Env::start().await;
+    let mut forwarded = Vec::new();
+    for (method, target) in CREDENTIAL_ENDPOINTS_BEHIND_DOT_SEGMENTS {
+        let request = Request::new(method, target).proof(env.signer.sign(method, target, b""));
+        let reply = env.send(&request).await;
+        // Refused one way or the other (the dot-segment itself, or the
+        // route it climbs to), never sent to GitHub with the shared token.
+        if !(reply.status == 400 || reply.status == 403) {
+            forwarded.push(format!("{method} {target} -> {}", reply.status));
+        }
+    }
+    assert!(forwarded.is_empty(), "{forwarded:#?}");
+    env.assert_nothing_forwarded();
+}
