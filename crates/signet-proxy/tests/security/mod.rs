@@ -1324,3 +1324,37 @@ async fn credential_endpoints_behind_an_encoded_dot_segment_are_refused_and_neve
     assert!(forwarded.is_empty(), "{forwarded:#?}");
     env.assert_nothing_forwarded();
 }
+
+/// Item 8 made replays look up the store before the rate check, and give
+/// a token back when the atomic record finds a copy. But a request refused
+/// between the rate check and the record — by the quota guard (429
+/// `UPSTREAM_QUOTA_EXHAUSTED`, common for code search's 10 a minute), or
+/// for want of a credential — keeps its token and leaves no record. So
+/// every copy of a captured proof for such a request passes the look,
+/// takes one of the victim's tokens, and is refused without a record: the
+/// victim's bucket drains, one log record each, attributed to the victim.
+#[tokio::test]
+#[ignore = "red team: copies of a proof refused by the quota guard each take a token of the victim's rate and are never recorded"]
+async fn copies_of_a_proof_refused_by_the_quota_guard_never_take_tokens_from_the_victims_rate() {
+    let victim = Signer::new();
+    let (env, _dir) = env_trusting_at_rate(&victim, "4/hour").await;
+    let get = |target: &str| Request::get(target).proof(victim.sign("GET", target, b""));
+    // Code search's quota is gone (GitHub said so, on the victim's request).
+    let exhausting = format!("/limit/code_search/0/{}", NOW + 600);
+    assert_eq!(env.send(&get(&exhausting)).await.status, 200);
+    // The victim's own code search is answered locally…
+    let captured = get("/search/code?q=x");
+    assert_refused(
+        &env.send(&captured).await,
+        ErrorCode::UpstreamQuotaExhausted,
+    );
+    // …and an attacker who captured its proof sends it again and again.
+    for _ in 0..10 {
+        let reply = env.send(&captured).await;
+        assert_ne!(reply.status, 200, "{}", reply.text());
+    }
+    // The victim took two tokens of four; two are left for its own requests.
+    assert_eq!(env.send(&get("/user")).await.status, 200);
+    assert_eq!(env.send(&get("/user")).await.status, 200);
+    assert_refused(&env.send(&get("/user")).await, ErrorCode::RateLimited);
+}
