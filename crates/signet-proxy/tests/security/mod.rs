@@ -1358,3 +1358,61 @@ async fn copies_of_a_proof_refused_by_the_quota_guard_never_take_tokens_from_the
     assert_eq!(env.send(&get("/user")).await.status, 200);
     assert_refused(&env.send(&get("/user")).await, ErrorCode::RateLimited);
 }
+
+/// Item 5 gave the side listeners the proxy port's connection discipline,
+/// but not its log limiter: the admin API logs a WARN line for every
+/// refusal, unauthenticated ones included, so anyone who reaches the admin
+/// port turns each ~40-byte pipelined request into a log line, without
+/// bound (the proxy's port writes at most `--refusal-log-limit` records a
+/// second of refusals no verified key stands behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "red team: the admin API logs every unauthenticated refusal, unlimited"]
+async fn unauthenticated_admin_refusals_are_log_limited_like_the_proxy_ports() {
+    let admin = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+    let admin_key = hex::encode(Signer::new().key().as_bytes());
+    let admin_arg = admin.to_string();
+    let mut proxy = LoggedProxy::start(&[
+        "--admin-listen",
+        &admin_arg,
+        "--admin-key",
+        &admin_key,
+        "--refusal-log-limit",
+        "10",
+    ])
+    .await;
+    let lines = proxy.collect_lines();
+    assert!(
+        support::eventually(async || TcpStream::connect(admin).await.is_ok()).await,
+        "the admin API never listened"
+    );
+    // 10 connections, each pipelining 100 unsigned requests (the side
+    // listener's most per connection), sent within well under a second.
+    let mut answered = 0;
+    for _ in 0..10 {
+        let mut stream = open_with(
+            admin,
+            &b"GET /clients HTTP/1.1\r\nHost: x\r\n\r\n".repeat(100),
+        )
+        .await;
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await;
+        answered += raw.windows(9).filter(|w| *w == b"HTTP/1.1 ").count();
+    }
+    assert!(answered >= 900, "{answered} answered");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logged = lines
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("admin request refused"))
+        })
+        .count();
+    // A few seconds' worth of the limit at most.
+    assert!(
+        logged <= 50,
+        "{logged} log lines for {answered} unauthenticated admin requests"
+    );
+}
