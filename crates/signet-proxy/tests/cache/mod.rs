@@ -943,3 +943,59 @@ async fn slow_readers_of_distinct_large_answers_cannot_make_the_proxy_hold_more_
     );
     drop(held);
 }
+
+/// Item 10 stopped a leader that reads slowly from holding back identical
+/// requests, and item 4 stopped a client beyond its share from taking
+/// others' slots. Together they leave a gap: a request becomes the leader
+/// of its flight before it waits for its client's share, so a client that
+/// holds its whole share (one download it never reads) and then asks for a
+/// resource others want makes every other client's identical `GET` wait on
+/// a flight that cannot start: up to `--upstream-timeout`, until the leader
+/// gets 503 `UPSTREAM_BUSY` and the waiters finally ask GitHub themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "red team: a leader waiting for its client's share holds back every identical GET of other clients"]
+async fn a_leader_waiting_for_its_own_clients_share_does_not_hold_back_other_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let other = crate::support::Signer::new();
+    std::fs::write(
+        &keys,
+        format!(
+            "[[client]]\nname = \"other\"\nkey = \"{}\"\n",
+            signet_core::public_key_hex(&other.key())
+        ),
+    )
+    .expect("write keys file");
+    // A share of one slot each; a wait for a slot lasts up to 20 s.
+    let env = Env::start_with(|c| {
+        c.keys_file = Some(keys);
+        c.upstream_concurrency = 4;
+        c.upstream_concurrency_per_client = Some(1);
+        c.upstream_timeout = Duration::from_secs(20);
+    })
+    .await;
+    // The hog's one slot: a download it never reads past the head.
+    let _download =
+        read_head_then_stop(env.proxy.addr, &signed_get(&env, "/stream/200000000", &[])).await;
+    // The hog asks for what others want: it leads the flight, and waits
+    // for a slot of its own.
+    let target = "/etag/60/0";
+    let addr = env.proxy.addr;
+    let hog = signed_get(&env, target, &[]);
+    let _leader = tokio::spawn(async move { crate::support::send(addr, &hog).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Another client, well within its share, asks for the same resource.
+    let request = Request::get(target).proof(other.sign("GET", target, b""));
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        crate::support::send(env.proxy.addr, &request),
+    )
+    .await;
+    let waited = started.elapsed();
+    let reply = reply.unwrap_or_else(|_| {
+        panic!("the other client was held back {waited:?} by the hog's flight, waiting for the hog's share")
+    });
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
