@@ -891,3 +891,111 @@ async fn memory_stays_within_the_cache_size_under_long_targets_and_cookies() {
     assert!(long < bound, "20 KB targets and cookies: {long} KiB");
     assert!(limits < bound, "at the limits: {limits} KiB");
 }
+
+// ===========================================================================
+// Red team (issue 15 follow-up): bypasses of the fixes, failing on main
+// ===========================================================================
+
+/// The read-ahead (item 10) reads a cacheable answer from GitHub into an
+/// unbounded queue up to the entry limit (`--cache-size` / 8, up to 16 MiB)
+/// whatever the client's pace, and gives the upstream slot and the
+/// client's share back as soon as GitHub's body ends. So one client, with
+/// connections that read the head and then stop (or read a few bytes now
+/// and then, within `--write-timeout`), makes the proxy hold one entry's
+/// worth per connection, outside the cache's weight and beyond its share
+/// of slots: `--max-connections` × the entry limit (1,024 × 8 MiB with the
+/// defaults). Before the read-ahead, hyper's back-pressure held a few
+/// socket buffers per connection.
+///
+/// Run with `cargo test -p signet-proxy --test proxy -- --ignored
+/// --nocapture cache::slow_readers`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "red team: read-ahead queues are unbounded and unweighed; a slow reader per connection holds an entry's worth each"]
+async fn slow_readers_of_distinct_large_answers_cannot_make_the_proxy_hold_more_than_the_cache_size(
+) {
+    // 64 MiB of cache: entries up to 8 MiB.
+    let proxy = Binary::start(&["--cache-size", "64MiB", "--write-timeout", "60s"]).await;
+    let pid = proxy.pid();
+    // Warm up: connections, buffers, the allocator's arenas.
+    for i in 0..4 {
+        let target = format!("/large/7000000?warm={i}");
+        let reply = crate::support::send(proxy.addr, &proxy.request("GET", &target, b"")).await;
+        assert_eq!(reply.status, 200);
+    }
+    let idle = rss_kib(pid);
+
+    // 32 distinct answers of 7 MB, one per connection, each read to its
+    // head and no further: fewer than the client's 25-slot share would
+    // allow at once were slots held, and a 32nd of --max-connections.
+    let mut held = Vec::new();
+    for i in 0..32 {
+        let target = format!("/large/7000000?n={i}");
+        held.push(read_head_then_stop(proxy.addr, &proxy.request("GET", &target, b"")).await);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let loaded = rss_kib(pid);
+    println!("RSS KiB: warmed up {idle}; 32 slow readers of 7 MB answers {loaded}");
+    // The cache's 64 MiB plus a generous fixed allowance (32 MiB).
+    let bound = idle + 64 * 1024 + 32 * 1024;
+    assert!(
+        loaded < bound,
+        "{loaded} KiB held for 32 slow readers (bound {bound} KiB)"
+    );
+    drop(held);
+}
+
+/// Item 10 stopped a leader that reads slowly from holding back identical
+/// requests, and item 4 stopped a client beyond its share from taking
+/// others' slots. Together they leave a gap: a request becomes the leader
+/// of its flight before it waits for its client's share, so a client that
+/// holds its whole share (one download it never reads) and then asks for a
+/// resource others want makes every other client's identical `GET` wait on
+/// a flight that cannot start: up to `--upstream-timeout`, until the leader
+/// gets 503 `UPSTREAM_BUSY` and the waiters finally ask GitHub themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "red team: a leader waiting for its client's share holds back every identical GET of other clients"]
+async fn a_leader_waiting_for_its_own_clients_share_does_not_hold_back_other_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let other = crate::support::Signer::new();
+    std::fs::write(
+        &keys,
+        format!(
+            "[[client]]\nname = \"other\"\nkey = \"{}\"\n",
+            signet_core::public_key_hex(&other.key())
+        ),
+    )
+    .expect("write keys file");
+    // A share of one slot each; a wait for a slot lasts up to 20 s.
+    let env = Env::start_with(|c| {
+        c.keys_file = Some(keys);
+        c.upstream_concurrency = 4;
+        c.upstream_concurrency_per_client = Some(1);
+        c.upstream_timeout = Duration::from_secs(20);
+    })
+    .await;
+    // The hog's one slot: a download it never reads past the head.
+    let _download =
+        read_head_then_stop(env.proxy.addr, &signed_get(&env, "/stream/200000000", &[])).await;
+    // The hog asks for what others want: it leads the flight, and waits
+    // for a slot of its own.
+    let target = "/etag/60/0";
+    let addr = env.proxy.addr;
+    let hog = signed_get(&env, target, &[]);
+    let _leader = tokio::spawn(async move { crate::support::send(addr, &hog).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Another client, well within its share, asks for the same resource.
+    let request = Request::get(target).proof(other.sign("GET", target, b""));
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        crate::support::send(env.proxy.addr, &request),
+    )
+    .await;
+    let waited = started.elapsed();
+    let reply = reply.unwrap_or_else(|_| {
+        panic!("the other client was held back {waited:?} by the hog's flight, waiting for the hog's share")
+    });
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}

@@ -1286,3 +1286,133 @@ async fn a_client_holding_its_share_of_upstream_slots_never_starves_another() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 503, 503, 503]);
 }
+
+// ===========================================================================
+// Red team (issue 15 follow-up): bypasses of the fixes, failing on main
+// ===========================================================================
+
+/// Spellings of the credential's routes that pass the target check (its
+/// dot-segment test splits on a raw `/` only) and the credential check (it
+/// decodes and splits on `/` and `\`, but never resolves `.` and `..`), yet
+/// name `DELETE /installation/token` or `/app` to any server in front of
+/// GitHub that decodes `%2F` / `%5C` (or decodes twice) and then removes
+/// dot-segments: the loosest reader `manages_the_credential` promises to
+/// read as.
+const CREDENTIAL_ENDPOINTS_BEHIND_DOT_SEGMENTS: [(&str, &str); 6] = [
+    ("DELETE", "/installation/x/..%2Ftoken"),
+    ("DELETE", "/x/..%2Finstallation/token"),
+    ("DELETE", "/installation/x/%252e%252e/token"),
+    ("DELETE", "/installation/x\\..\\token"),
+    ("GET", "/x/..%2Fapp/installations"),
+    ("POST", "/x/..%5Capp/installations/1/access_tokens"),
+];
+
+#[tokio::test]
+#[ignore = "red team: a dot-segment hidden behind %2F, %5C, \\ or a double encoding reaches the credential's routes"]
+async fn credential_endpoints_behind_an_encoded_dot_segment_are_refused_and_never_forwarded() {
+    let env = Env::start().await;
+    let mut forwarded = Vec::new();
+    for (method, target) in CREDENTIAL_ENDPOINTS_BEHIND_DOT_SEGMENTS {
+        let request = Request::new(method, target).proof(env.signer.sign(method, target, b""));
+        let reply = env.send(&request).await;
+        // Refused one way or the other (the dot-segment itself, or the
+        // route it climbs to), never sent to GitHub with the shared token.
+        if !(reply.status == 400 || reply.status == 403) {
+            forwarded.push(format!("{method} {target} -> {}", reply.status));
+        }
+    }
+    assert!(forwarded.is_empty(), "{forwarded:#?}");
+    env.assert_nothing_forwarded();
+}
+
+/// Item 8 made replays look up the store before the rate check, and give
+/// a token back when the atomic record finds a copy. But a request refused
+/// between the rate check and the record — by the quota guard (429
+/// `UPSTREAM_QUOTA_EXHAUSTED`, common for code search's 10 a minute), or
+/// for want of a credential — keeps its token and leaves no record. So
+/// every copy of a captured proof for such a request passes the look,
+/// takes one of the victim's tokens, and is refused without a record: the
+/// victim's bucket drains, one log record each, attributed to the victim.
+#[tokio::test]
+#[ignore = "red team: copies of a proof refused by the quota guard each take a token of the victim's rate and are never recorded"]
+async fn copies_of_a_proof_refused_by_the_quota_guard_never_take_tokens_from_the_victims_rate() {
+    let victim = Signer::new();
+    let (env, _dir) = env_trusting_at_rate(&victim, "4/hour").await;
+    let get = |target: &str| Request::get(target).proof(victim.sign("GET", target, b""));
+    // Code search's quota is gone (GitHub said so, on the victim's request).
+    let exhausting = format!("/limit/code_search/0/{}", NOW + 600);
+    assert_eq!(env.send(&get(&exhausting)).await.status, 200);
+    // The victim's own code search is answered locally…
+    let captured = get("/search/code?q=x");
+    assert_refused(
+        &env.send(&captured).await,
+        ErrorCode::UpstreamQuotaExhausted,
+    );
+    // …and an attacker who captured its proof sends it again and again.
+    for _ in 0..10 {
+        let reply = env.send(&captured).await;
+        assert_ne!(reply.status, 200, "{}", reply.text());
+    }
+    // The victim took two tokens of four; two are left for its own requests.
+    assert_eq!(env.send(&get("/user")).await.status, 200);
+    assert_eq!(env.send(&get("/user")).await.status, 200);
+    assert_refused(&env.send(&get("/user")).await, ErrorCode::RateLimited);
+}
+
+/// Item 5 gave the side listeners the proxy port's connection discipline,
+/// but not its log limiter: the admin API logs a WARN line for every
+/// refusal, unauthenticated ones included, so anyone who reaches the admin
+/// port turns each ~40-byte pipelined request into a log line, without
+/// bound (the proxy's port writes at most `--refusal-log-limit` records a
+/// second of refusals no verified key stands behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "red team: the admin API logs every unauthenticated refusal, unlimited"]
+async fn unauthenticated_admin_refusals_are_log_limited_like_the_proxy_ports() {
+    let admin = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+    let admin_key = hex::encode(Signer::new().key().as_bytes());
+    let admin_arg = admin.to_string();
+    let mut proxy = LoggedProxy::start(&[
+        "--admin-listen",
+        &admin_arg,
+        "--admin-key",
+        &admin_key,
+        "--refusal-log-limit",
+        "10",
+    ])
+    .await;
+    let lines = proxy.collect_lines();
+    assert!(
+        support::eventually(async || TcpStream::connect(admin).await.is_ok()).await,
+        "the admin API never listened"
+    );
+    // 10 connections, each pipelining 100 unsigned requests (the side
+    // listener's most per connection), sent within well under a second.
+    let mut answered = 0;
+    for _ in 0..10 {
+        let mut stream = open_with(
+            admin,
+            &b"GET /clients HTTP/1.1\r\nHost: x\r\n\r\n".repeat(100),
+        )
+        .await;
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await;
+        answered += raw.windows(9).filter(|w| *w == b"HTTP/1.1 ").count();
+    }
+    assert!(answered >= 900, "{answered} answered");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logged = lines
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("admin request refused"))
+        })
+        .count();
+    // A few seconds' worth of the limit at most.
+    assert!(
+        logged <= 50,
+        "{logged} log lines for {answered} unauthenticated admin requests"
+    );
+}

@@ -310,3 +310,80 @@ async fn an_idle_side_connection_is_closed_by_the_idle_timeout() {
     let rest = support::read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert_eq!(rest, Some(Vec::new()), "closed, silently, once idle");
 }
+
+// ===========================================================================
+// Red team (issue 15 follow-up): bypasses of the fixes, failing on main
+// ===========================================================================
+
+/// Opens connections to `addr` as fast as one thread can until `stop`,
+/// keeping the latest 200 open and sending nothing: a connection flood.
+fn churn(addr: SocketAddr, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let mut held = std::collections::VecDeque::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        // A short wait: once the accept queue is full, the SYN goes unanswered.
+        if let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(10)) {
+            held.push_back(stream);
+        }
+        if held.len() > 200 {
+            held.drain(..100);
+        }
+    }
+}
+
+/// The eviction that keeps probes answerable against connections that hold
+/// their slot does not hold against connections that merely arrive: with
+/// two threads opening connections as fast as they can (nothing sent), the
+/// metrics listener takes them in more slowly than they come, its accept
+/// queue overflows, and about half the probes get no answer within the
+/// kubelet's 1 s (connect timeouts, a few resets from evictions). The same
+/// flood against the proxy's own port leaves probes there all answered.
+///
+/// Run with `cargo test -p signet-proxy --test proxy -- --ignored
+/// --nocapture side::probes_are_answered_through`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "red team: a connection flood (nothing sent) makes the metrics listener miss about half the probes"]
+async fn probes_are_answered_through_a_connection_flood_on_the_metrics_listener() {
+    let proxy = SideBinary::start().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooders: Vec<_> = (0..2)
+        .map(|_| {
+            let (metrics, stop) = (proxy.metrics, std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || churn(metrics, stop))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut probes, mut failed) = (0, Vec::new());
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        probes += 1;
+        let probe = async {
+            let mut stream = TcpStream::connect(proxy.metrics).await.ok()?;
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let raw = support::read_until_closed(&mut stream, Duration::from_secs(1)).await?;
+            raw.starts_with(b"HTTP/1.1 200").then_some(())
+        };
+        // The kubelet's default probe timeout.
+        if tokio::time::timeout(Duration::from_secs(1), probe)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            failed.push(probes);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for flooder in flooders {
+        let _ = flooder.join();
+    }
+    println!("{} of {probes} probes failed", failed.len());
+    assert!(
+        failed.len() * 20 <= probes,
+        "{} of {probes} liveness probes got no answer within 1 s",
+        failed.len()
+    );
+}
