@@ -78,9 +78,6 @@ pub enum ReceivePackError {
     /// `object-format` capability calls for (40 for sha1, 64 for sha256).
     #[error("object id does not match the object format")]
     BadOid,
-    /// A command whose old and new ids are both zero.
-    #[error("command neither creates, updates nor deletes")]
-    NoOpCommand,
     /// A ref name that is not UTF-8.
     #[error("ref name is not UTF-8")]
     RefNotUtf8,
@@ -159,12 +156,13 @@ impl fmt::Display for Oid {
 /// What a command does to its ref.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandKind {
-    /// Old id zero: the ref is created.
+    /// Old id zero (new id set): the ref is created.
     Create,
     /// Both ids set: the ref moves (fast-forward or forced: the request
     /// cannot tell).
     Update,
-    /// New id zero: the ref is deleted.
+    /// New id zero: the ref is deleted (old id zero too when the remote
+    /// does not have it).
     Delete,
 }
 
@@ -191,10 +189,12 @@ impl Command {
     }
     /// Create, update or delete.
     pub fn kind(&self) -> CommandKind {
-        if self.old.is_zero() {
-            CommandKind::Create
-        } else if self.new.is_zero() {
+        // Both zero is a delete too: `git push origin :gone` sends it for
+        // a ref the remote does not have.
+        if self.new.is_zero() {
             CommandKind::Delete
+        } else if self.old.is_zero() {
+            CommandKind::Create
         } else {
             CommandKind::Update
         }
@@ -219,11 +219,14 @@ impl Capabilities {
     /// Parses the text after the first command's `\0`.
     fn parse(text: &[u8]) -> Result<Self, ReceivePackError> {
         let mut caps = Capabilities::default();
+        // `git push` writes `\0 report-status …`: one leading space.
+        let text = text.strip_prefix(b" ").unwrap_or(text);
         if text.is_empty() {
             return Ok(caps);
         }
         // git splits on any whitespace and takes the first of duplicates;
-        // one spelling only (single spaces, printable words) leaves no room
+        // one spelling only (git's own: a leading space, then printable
+        // words separated by single spaces) leaves no room
         // for the upstream to read the list differently.
         if !text.iter().all(|&b| b == b' ' || b.is_ascii_graphic()) {
             return Err(ReceivePackError::BadCapabilities);
@@ -607,9 +610,6 @@ fn parse_command(line: &[u8], format: ObjectFormat) -> Result<Command, ReceivePa
     let new = Oid::parse(new, format)?;
     let name = std::str::from_utf8(name).map_err(|_| ReceivePackError::RefNotUtf8)?;
     let refname = RefName::parse(name).map_err(ReceivePackError::BadRefName)?;
-    if old.is_zero() && new.is_zero() {
-        return Err(ReceivePackError::NoOpCommand);
-    }
     Ok(Command { old, new, refname })
 }
 
@@ -678,6 +678,11 @@ mod tests {
             ]
         );
         assert_eq!(request.commands()[2].refname().as_str(), "refs/tags/gone");
+        let gone = push(&body(&[
+            &format!("{ZERO} {ZERO} refs/heads/never-there"),
+            "FLUSH",
+        ]));
+        assert_eq!(gone.commands()[0].kind(), CommandKind::Delete);
         assert_eq!(request.commands()[1].old().as_str(), OLD);
         assert_eq!(request.commands()[1].new_oid().as_str(), NEW);
         let caps = request.capabilities();
@@ -838,10 +843,6 @@ mod tests {
                 vec![format!("{OLD}  {NEW} refs/heads/a"), "FLUSH".into()],
                 E::BadOid,
             ),
-            (
-                vec![format!("{ZERO} {ZERO} refs/heads/a"), "FLUSH".into()],
-                E::NoOpCommand,
-            ),
             (vec!["".into(), "FLUSH".into()], E::EmptyLine),
             (vec!["\n".into(), "FLUSH".into()], E::EmptyLine),
             (
@@ -859,7 +860,11 @@ mod tests {
                 E::BadCapabilities,
             ),
             (
-                vec![format!("{OLD} {NEW} refs/heads/a\0 quiet"), "FLUSH".into()],
+                vec![format!("{OLD} {NEW} refs/heads/a\0  quiet"), "FLUSH".into()],
+                E::BadCapabilities,
+            ),
+            (
+                vec![format!("{OLD} {NEW} refs/heads/a\0quiet "), "FLUSH".into()],
                 E::BadCapabilities,
             ),
             (

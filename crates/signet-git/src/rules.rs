@@ -529,3 +529,300 @@ impl fmt::Display for AllowedRefs {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receive_pack::{parse_receive_pack, ReceivePack};
+
+    fn rule(text: &str) -> GitRule {
+        match GitRule::parse(text) {
+            Ok(rule) => rule,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn rules(texts: &[&str]) -> GitRules {
+        GitRules::new(texts.iter().map(|t| rule(t)).collect())
+    }
+
+    fn repo(path: &str) -> Repo {
+        match Repo::parse(path) {
+            Ok(repo) => repo,
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+
+    const ZERO: &str = "0000000000000000000000000000000000000000";
+    const OID: &str = "1111111111111111111111111111111111111111";
+
+    /// Commands from `(kind, ref)`: `+` create, `=` update, `-` delete.
+    fn commands(list: &[(char, &str)]) -> Vec<Command> {
+        let mut body = Vec::new();
+        for (i, (kind, name)) in list.iter().enumerate() {
+            let (old, new) = match kind {
+                '+' => (ZERO, OID),
+                '-' => (OID, ZERO),
+                _ => (OID, OID),
+            };
+            let caps = if i == 0 { "\0report-status" } else { "" };
+            crate::pkt::write_pkt(&mut body, format!("{old} {new} {name}{caps}").as_bytes());
+        }
+        body.extend_from_slice(b"0000");
+        match parse_receive_pack(&body, Default::default()) {
+            Ok(ReceivePack::Push(request)) => request.commands().to_vec(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn pattern(text: &str) -> RefPattern {
+        match RefPattern::parse(text) {
+            Ok(p) => p,
+            Err(e) => panic!("{text}: {e}"),
+        }
+    }
+
+    #[test]
+    fn star_stays_inside_one_component_and_two_stars_take_any_number() {
+        let bot = pattern("refs/heads/bot/**");
+        assert!(bot.matches("refs/heads/bot/x"));
+        assert!(bot.matches("refs/heads/bot/x/y/z"));
+        assert!(bot.matches("refs/heads/bot"));
+        assert!(!bot.matches("refs/heads/botx"));
+        assert!(!bot.matches("refs/heads/main"));
+        let tags = pattern("refs/tags/v*");
+        assert!(tags.matches("refs/tags/v1.2.3"));
+        assert!(tags.matches("refs/tags/v"));
+        assert!(!tags.matches("refs/tags/v1/evil"));
+        assert!(!tags.matches("refs/tags/x1"));
+        let middle = pattern("refs/**/release-*-rc");
+        assert!(middle.matches("refs/heads/release-1-rc"));
+        assert!(middle.matches("refs/release-2-rc"));
+        assert!(middle.matches("refs/a/b/c/release--rc"));
+        assert!(!middle.matches("refs/heads/release-1-rc/x"));
+        let exact = pattern("refs/heads/main");
+        assert!(exact.matches("refs/heads/main"));
+        assert!(!exact.matches("refs/heads/Main"));
+        assert!(!exact.matches("refs/heads/main/x"));
+        assert!(pattern("refs/**").matches("refs/heads/anything/at/all"));
+        assert!(pattern("refs/heads/*a*b*").matches("refs/heads/xaybz"));
+        assert!(!pattern("refs/heads/*a*b*").matches("refs/heads/xbya"));
+    }
+
+    #[test]
+    fn many_wildcards_cost_little_on_long_refs() {
+        let p = pattern("refs/**/**/**/**/**/**/**/**/x*x*x*x*x*x*y");
+        let long = format!("refs/{}/{}", "a/".repeat(2000), "x".repeat(5000));
+        assert!(!p.matches(&long));
+    }
+
+    #[test]
+    fn repositories_match_byte_for_byte_and_lose_one_dot_git() {
+        let app = rules(&["GIT fetch acme/app"]);
+        assert!(app.allows_fetch(&repo("acme/app")));
+        assert!(app.allows_fetch(&repo("acme/app.git")));
+        assert!(!app.allows_fetch(&repo("Acme/app")));
+        assert!(!app.allows_fetch(&repo("acme/App")));
+        assert!(!app.allows_fetch(&repo("acme/app.git.git")));
+        assert!(!app.allows_fetch(&repo("acme/apps")));
+        let any = rules(&["GIT fetch acme/*"]);
+        assert!(any.allows_fetch(&repo("acme/other.git")));
+        assert!(!any.allows_fetch(&repo("evil/app")));
+        assert!(rules(&["GIT fetch */*"]).allows_fetch(&repo("x/y")));
+        for bad in [
+            "acme",
+            "acme/app/x",
+            "acme/",
+            "/app",
+            "acme/..",
+            "acme/a%2fb",
+            "acme/a b",
+            "acme/.git",
+            "a/b/.git",
+        ] {
+            assert_eq!(Repo::parse(bad), Err(RepoError), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fetch_is_allowed_by_any_rule_of_the_repository_and_push_only_by_push_or_delete() {
+        let r = rules(&[
+            "GIT fetch acme/read",
+            "GIT push acme/write refs/heads/bot/**",
+            "GIT delete acme/prune refs/heads/tmp/*",
+        ]);
+        for name in ["read", "write", "prune"] {
+            assert!(r.allows_fetch(&repo(&format!("acme/{name}"))), "{name}");
+        }
+        assert!(!r.allows_fetch(&repo("acme/other")));
+        assert!(!r.allows_receive_pack(&repo("acme/read")));
+        assert!(r.allows_receive_pack(&repo("acme/write")));
+        assert!(r.allows_receive_pack(&repo("acme/prune")));
+        let none = GitRules::default();
+        assert!(!none.allows_fetch(&repo("acme/read")));
+        assert!(!none.allows_receive_pack(&repo("acme/read")));
+    }
+
+    #[test]
+    fn a_push_rule_creates_and_updates_but_never_deletes() {
+        let r = rules(&["GIT push acme/app refs/heads/bot/**"]);
+        let app = repo("acme/app");
+        assert_eq!(
+            r.check_push(
+                &app,
+                &commands(&[('+', "refs/heads/bot/a"), ('=', "refs/heads/bot/b")])
+            ),
+            PushDecision::Allowed
+        );
+        let PushDecision::Refused(refused) =
+            r.check_push(&app, &commands(&[('-', "refs/heads/bot/a")]))
+        else {
+            panic!("a delete under a push rule")
+        };
+        assert_eq!(refused.refs()[0].refusal(), RefRefusal::NoDeleteRule);
+        assert_eq!(refused.refs()[0].kind(), CommandKind::Delete);
+    }
+
+    #[test]
+    fn a_delete_rule_deletes_only() {
+        let r = rules(&["GIT delete acme/app refs/heads/tmp/*"]);
+        let app = repo("acme/app");
+        assert_eq!(
+            r.check_push(&app, &commands(&[('-', "refs/heads/tmp/x")])),
+            PushDecision::Allowed
+        );
+        for kind in ['+', '='] {
+            let PushDecision::Refused(refused) =
+                r.check_push(&app, &commands(&[(kind, "refs/heads/tmp/x")]))
+            else {
+                panic!("{kind} under a delete rule")
+            };
+            assert_eq!(refused.refs()[0].refusal(), RefRefusal::NoPushRule);
+        }
+    }
+
+    #[test]
+    fn one_refused_ref_refuses_the_whole_push_naming_every_ref() {
+        let r = rules(&[
+            "GIT push acme/app refs/heads/bot/**",
+            "GIT push acme/app refs/tags/v*",
+            "GIT delete acme/app refs/heads/bot/**",
+            "GIT push acme/other refs/heads/main",
+        ]);
+        let PushDecision::Refused(refused) = r.check_push(
+            &repo("acme/app.git"),
+            &commands(&[
+                ('+', "refs/heads/bot/a"),
+                ('=', "refs/heads/main"),
+                ('+', "refs/tags/v2"),
+            ]),
+        ) else {
+            panic!("main is not allowed")
+        };
+        let verdicts: Vec<_> = refused
+            .refs()
+            .iter()
+            .map(|v| (v.refname(), v.refusal()))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("refs/heads/bot/a", RefRefusal::OtherRefRefused),
+                ("refs/heads/main", RefRefusal::NoPushRule),
+                ("refs/tags/v2", RefRefusal::OtherRefRefused),
+            ]
+        );
+        assert_eq!(
+            refused.allowed(),
+            &AllowedRefs {
+                push: vec!["refs/heads/bot/**".into(), "refs/tags/v*".into()],
+                delete: vec!["refs/heads/bot/**".into()],
+            }
+        );
+        assert_eq!(
+            refused.ng_reasons()[1],
+            ("refs/heads/main", RefRefusal::NoPushRule.reason())
+        );
+        assert_eq!(
+            refused.message(),
+            "this push to acme/app is refused by the client's GIT rules; nothing was pushed.\n\
+             this client may push: refs/heads/bot/** refs/tags/v*\n\
+             this client may delete: refs/heads/bot/**"
+        );
+        // Rules of another repository allow nothing here.
+        let PushDecision::Refused(elsewhere) =
+            r.check_push(&repo("acme/third"), &commands(&[('=', "refs/heads/main")]))
+        else {
+            panic!("no rule for acme/third")
+        };
+        assert_eq!(elsewhere.allowed(), &AllowedRefs::default());
+        assert!(elsewhere
+            .message()
+            .ends_with("may push: nothing\nthis client may delete: nothing"));
+    }
+
+    #[test]
+    fn git_rules_are_told_from_rest_rules() {
+        assert!(GitRule::is_git_rule("GIT fetch acme/app"));
+        assert!(GitRule::is_git_rule("  GIT  push x"));
+        assert!(!GitRule::is_git_rule("GET /repos/**"));
+        assert!(!GitRule::is_git_rule("GITHUB fetch a/b"));
+        assert_eq!(
+            rule("GIT  push   acme/app  refs/heads/x").to_string(),
+            "GIT push acme/app refs/heads/x"
+        );
+        assert_eq!(rule("GIT fetch a/b").action(), GitAction::Fetch);
+        assert_eq!(
+            rule("GIT delete a/b refs/x/y")
+                .refs()
+                .map(ToString::to_string),
+            Some("refs/x/y".into())
+        );
+    }
+
+    #[test]
+    fn invalid_rules_are_errors_that_say_how_to_write_them() {
+        for (text, says) in [
+            ("GIT", "write GIT fetch owner/name"),
+            ("git fetch a/b", "write GIT fetch owner/name"),
+            ("GIT clone a/b", "the action is fetch, push or delete"),
+            ("GIT fetch", "write GIT fetch owner/name"),
+            ("GIT fetch a/b refs/heads/x", "write GIT fetch owner/name"),
+            ("GIT push a/b", "write GIT push owner/name refs/"),
+            ("GIT delete a/b", "write GIT delete owner/name refs/"),
+            ("GIT push a/b refs/x c", "write GIT push owner/name refs/"),
+            ("GIT fetch acme", "the repository is owner/name"),
+            ("GIT fetch a/b/c", "letters, digits"),
+            (
+                "GIT fetch acme/app*",
+                "* stands alone as a repository segment",
+            ),
+            (
+                "GIT fetch acme/**",
+                "* stands alone as a repository segment",
+            ),
+            ("GIT fetch acme/app.git", "without .git"),
+            ("GIT fetch acme/..", "letters, digits"),
+            ("GIT fetch acme/a%2Fb", "letters, digits"),
+            ("GIT push a/b heads/main", "full ref name under refs/"),
+            ("GIT push a/b main", "full ref name under refs/"),
+            ("GIT push a/b refs/heads/***", "** stands alone"),
+            ("GIT push a/b refs/heads/x**", "** stands alone"),
+            ("GIT push a/b refs/heads/a..b", "ref-name rules"),
+            ("GIT push a/b refs/heads//x", "ref-name rules"),
+            ("GIT push a/b refs/heads/*.lock", "ref-name rules"),
+            ("GIT push a/b refs/heads/.x*", "ref-name rules"),
+            ("GIT push a/b refs/heads/x?", "ref-name rules"),
+            ("GIT push a/b refs/heads/x/", "ref-name rules"),
+        ] {
+            match GitRule::parse(text) {
+                Ok(rule) => panic!("{text:?} parsed as {rule:?}"),
+                Err(e) => {
+                    let shown = e.to_string();
+                    assert!(shown.contains(says), "{text:?}: {shown}");
+                    assert!(shown.contains(&format!("{text:?}")), "{shown}");
+                }
+            }
+        }
+    }
+}
