@@ -384,8 +384,12 @@ enum State {
 /// ```
 /// use signet_git::{Progress, ReceivePackReader};
 ///
-/// let body = b"0077ffffffffffffffffffffffffffffffffffffffff 0000000000000000000000000000000000000000 refs/heads/old\0report-status side-band-64k0000";
+/// let mut body = Vec::new();
+/// let line = format!("{} {} refs/heads/old\0 report-status side-band-64k", "f".repeat(40), "0".repeat(40));
+/// signet_git::pkt::write_pkt(&mut body, line.as_bytes());
+/// body.extend_from_slice(b"0000");
 /// let mut reader = ReceivePackReader::new(Default::default());
+/// // Chunks as they come off the wire, split anywhere.
 /// for chunk in body.chunks(7) {
 ///     match reader.feed(chunk)? {
 ///         Progress::NeedMore(more) => reader = more,
