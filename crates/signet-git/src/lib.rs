@@ -6,7 +6,8 @@
 //!   chunk by chunk, within [`Limits`], and never reads the pack;
 //! * [`GitRules`] holds a client's `GIT fetch|push|delete` rules of the
 //!   keys file and decides fetches and pushes ([`GitRules::check_push`]);
-//! * [`push_refusal`] and [`error_pkt`] answer in git's protocol.
+//! * [`push_refusal`], [`push_error`] and [`error_pkt`] answer in git's
+//!   protocol.
 //!
 //! ```
 //! use signet_git::{parse_receive_pack, push_refusal, GitRule, GitRules, PushDecision, ReceivePack, Repo};
@@ -45,10 +46,10 @@ mod rules;
 
 pub use receive_pack::{
     parse_receive_pack, Capabilities, Command, CommandKind, Limits, ObjectFormat, Oid, Progress,
-    ReceivePack, ReceivePackError, ReceivePackReader, ReceivePackRequest,
+    ReadError, ReceivePack, ReceivePackError, ReceivePackReader, ReceivePackRequest,
 };
 pub use refname::{check_ref_name, RefName, RefNameError};
-pub use report::{error_pkt, push_refusal, service_announcement, Service};
+pub use report::{error_pkt, push_error, push_refusal, service_announcement, Service};
 pub use rules::{
     AllowedRefs, GitAction, GitRule, GitRuleError, GitRules, PushDecision, RefPattern, RefRefusal,
     RefVerdict, RefusedPush, Repo, RepoError,

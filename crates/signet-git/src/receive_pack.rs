@@ -343,6 +343,34 @@ impl ReceivePackRequest {
     }
 }
 
+/// A refusal from [`ReceivePackReader`], with the first command's
+/// capabilities when the reader got that far, so the refusal can be
+/// written the way the client asked (`side-band-64k`, a status report).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct ReadError {
+    error: ReceivePackError,
+    capabilities: Option<Capabilities>,
+}
+
+impl ReadError {
+    /// Why the request is refused.
+    pub fn error(&self) -> ReceivePackError {
+        self.error
+    }
+
+    /// The capabilities, if the first command was reached.
+    pub fn capabilities(&self) -> Option<&Capabilities> {
+        self.capabilities.as_ref()
+    }
+}
+
+impl From<ReadError> for ReceivePackError {
+    fn from(error: ReadError) -> Self {
+        error.error
+    }
+}
+
 /// A whole receive-pack body, read by [`parse_receive_pack`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReceivePack {
@@ -401,7 +429,7 @@ enum State {
 ///     }
 /// }
 /// # unreachable!();
-/// # Ok::<(), signet_git::ReceivePackError>(())
+/// # Ok::<(), signet_git::ReadError>(())
 /// ```
 #[derive(Debug)]
 pub struct ReceivePackReader {
@@ -438,7 +466,39 @@ impl ReceivePackReader {
     }
 
     /// Reads the next chunk of the body.
-    pub fn feed(mut self, chunk: &[u8]) -> Result<Progress, ReceivePackError> {
+    pub fn feed(mut self, chunk: &[u8]) -> Result<Progress, ReadError> {
+        match self.read(chunk) {
+            Ok(Some((request, pack_start))) => Ok(Progress::Complete {
+                request,
+                pack_start,
+            }),
+            Ok(None) => Ok(Progress::NeedMore(self)),
+            Err(error) => Err(self.refused(error)),
+        }
+    }
+
+    /// The body ended before the command list was complete: only a body
+    /// that is exactly `0000` (git's probe) is acceptable.
+    pub fn finish(mut self) -> Result<ReceivePack, ReadError> {
+        if self.state == State::LoneFlush {
+            Ok(ReceivePack::Probe)
+        } else {
+            Err(self.refused(ReceivePackError::Truncated))
+        }
+    }
+
+    fn refused(&mut self, error: ReceivePackError) -> ReadError {
+        ReadError {
+            error,
+            capabilities: self.capabilities.take(),
+        }
+    }
+
+    /// The command list and where the pack starts in `chunk`, once read.
+    fn read(
+        &mut self,
+        chunk: &[u8],
+    ) -> Result<Option<(ReceivePackRequest, usize)>, ReceivePackError> {
         let mut at = 0;
         while at < chunk.len() {
             if self.state == State::LoneFlush {
@@ -488,23 +548,10 @@ impl ReceivePackReader {
                     push_options: std::mem::take(&mut self.push_options),
                     prefix_len: self.consumed,
                 };
-                return Ok(Progress::Complete {
-                    request,
-                    pack_start: at,
-                });
+                return Ok(Some((request, at)));
             }
         }
-        Ok(Progress::NeedMore(self))
-    }
-
-    /// The body ended before the command list was complete: only a body
-    /// that is exactly `0000` (git's probe) is acceptable.
-    pub fn finish(self) -> Result<ReceivePack, ReceivePackError> {
-        if self.state == State::LoneFlush {
-            Ok(ReceivePack::Probe)
-        } else {
-            Err(ReceivePackError::Truncated)
-        }
+        Ok(None)
     }
 
     /// Takes one complete pkt-line; true when the command list ended.
@@ -622,7 +669,7 @@ fn parse_command(line: &[u8], format: ObjectFormat) -> Result<Command, ReceivePa
 /// The pack, if any, is `body[request.prefix_len()..]`.
 pub fn parse_receive_pack(body: &[u8], limits: Limits) -> Result<ReceivePack, ReceivePackError> {
     match ReceivePackReader::new(limits).feed(body)? {
-        Progress::NeedMore(reader) => reader.finish(),
+        Progress::NeedMore(reader) => Ok(reader.finish()?),
         Progress::Complete { request, .. } => Ok(ReceivePack::Push(request)),
     }
 }
@@ -957,7 +1004,7 @@ mod tests {
         let announce = format!("{:04x}", 1001);
         assert!(matches!(
             ReceivePackReader::new(limits).feed(announce.as_bytes()),
-            Err(E::PrefixTooLarge)
+            Err(e) if e.error() == E::PrefixTooLarge && e.capabilities().is_none()
         ));
         let big = body(&[
             &format!("{OLD} {NEW} refs/heads/{}", "x".repeat(900)),
@@ -975,6 +1022,33 @@ mod tests {
                 .len(),
             1000
         );
+    }
+
+    #[test]
+    fn a_refusal_after_the_first_command_keeps_its_capabilities() {
+        let bytes = body(&[
+            &format!("{OLD} {NEW} refs/heads/a..b\0 report-status side-band-64k"),
+            "FLUSH",
+        ]);
+        match ReceivePackReader::new(Limits::default()).feed(&bytes) {
+            Err(e) => {
+                assert_eq!(e.error(), E::BadRefName(RefNameError::DoubleDot));
+                assert!(e.capabilities().is_some_and(Capabilities::side_band_64k));
+            }
+            Ok(progress) => panic!("{progress:?}"),
+        }
+        let cut = body(&[&format!("{OLD} {NEW} refs/heads/a\0 report-status")]);
+        let reader = match ReceivePackReader::new(Limits::default()).feed(&cut) {
+            Ok(Progress::NeedMore(reader)) => reader,
+            other => panic!("{other:?}"),
+        };
+        match reader.finish() {
+            Err(e) => {
+                assert_eq!(e.error(), E::Truncated);
+                assert!(e.capabilities().is_some_and(Capabilities::report_status));
+            }
+            Ok(done) => panic!("{done:?}"),
+        }
     }
 
     #[test]

@@ -116,6 +116,29 @@ fn write_report(out: &mut Vec<u8>, refused: &[(&str, &str)]) {
     out.extend_from_slice(FLUSH);
 }
 
+/// The answer to a push refused before its refs could be judged (a
+/// command list that cannot be read) or as a whole (a refusal that is not
+/// about refs, when the proxy would rather not name them): one `ERR
+/// <message>` pkt-line, inside side-band band 1 when the client asked for
+/// `side-band-64k` (git reports a bare `ERR` there as `bad band #69`).
+/// git prints `fatal: remote error: <message>` and exits non-zero.
+///
+/// `capabilities` are those the reader got to ([`crate::ReadError`]);
+/// without them side-band is assumed, as `git push` always asks for it
+/// when the server offers it, and GitHub does.
+pub fn push_error(capabilities: Option<&Capabilities>, message: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    if !capabilities.is_none_or(Capabilities::side_band_64k) {
+        write_err(&mut out, message);
+        return out;
+    }
+    let mut payload = vec![BAND_DATA];
+    write_err(&mut payload, message);
+    write_pkt(&mut out, &payload);
+    out.extend_from_slice(FLUSH);
+    out
+}
+
 /// The answer to a refused fetch (`git-upload-pack` POST, or anything
 /// that must stop git at once): one `ERR <message>` pkt-line, which git
 /// prints as `remote error: <message>` (or `fatal: remote error: …`)
@@ -126,9 +149,13 @@ pub fn error_pkt(message: &str) -> Vec<u8> {
     out
 }
 
+/// The longest message an `ERR` line carries: a line git prints, which
+/// must also fit inside a side-band line with room to spare.
+const MAX_ERR_MESSAGE: usize = 4096;
+
 fn write_err(out: &mut Vec<u8>, message: &str) {
     let one_line = message.lines().collect::<Vec<_>>().join("; ");
-    let line = format!("ERR {}\n", fit(&sanitized(&one_line), MAX_PKT_PAYLOAD - 5));
+    let line = format!("ERR {}\n", fit(&sanitized(&one_line), MAX_ERR_MESSAGE));
     write_pkt(out, line.as_bytes());
 }
 
@@ -262,6 +289,24 @@ mod tests {
         write_report(&mut plain, &refused);
         assert_eq!(band1, plain);
         assert!(plain.len() > MAX_PKT_PAYLOAD);
+    }
+
+    #[test]
+    fn a_push_error_is_an_err_line_in_band_1_unless_side_band_is_off() {
+        assert_eq!(
+            push_error(Some(&capabilities("report-status")), "bad"),
+            b"000cERR bad\n"
+        );
+        assert_eq!(
+            push_error(Some(&capabilities("report-status side-band-64k")), "bad"),
+            b"0011\x01000cERR bad\n0000"
+        );
+        assert_eq!(push_error(None, "bad"), b"0011\x01000cERR bad\n0000");
+        // A long message is cut, never the framing.
+        let long = push_error(None, &"é".repeat(40_000));
+        assert_eq!(&long[..13], b"100e\x011009ERR ");
+        assert_eq!(long.len(), 0x100e + 4);
+        assert!(long.ends_with(b"\xc3\xa9\n0000"));
     }
 
     #[test]

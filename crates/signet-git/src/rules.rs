@@ -230,10 +230,14 @@ pub struct GitRule {
 }
 
 impl GitRule {
-    /// Whether an `allow` entry is a `GIT` rule (and not a REST one), so
-    /// the keys file can send it here.
+    /// Whether an `allow` entry is meant as a `GIT` rule (and not a REST
+    /// one), so the keys file can send it here. Any letter case counts, so
+    /// that `git push …` gets [`GitRule::parse`]'s error, which says how to
+    /// write it, rather than a REST rule's.
     pub fn is_git_rule(text: &str) -> bool {
-        text.split_whitespace().next() == Some("GIT")
+        text.split_whitespace()
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case("GIT"))
     }
 
     /// Parses `GIT fetch <repo>`, `GIT push <repo> <ref>` or `GIT delete
@@ -767,6 +771,8 @@ mod tests {
         assert!(GitRule::is_git_rule("  GIT  push x"));
         assert!(!GitRule::is_git_rule("GET /repos/**"));
         assert!(!GitRule::is_git_rule("GITHUB fetch a/b"));
+        assert!(GitRule::is_git_rule("git fetch a/b"));
+        assert!(GitRule::parse("git fetch a/b").is_err());
         assert_eq!(
             rule("GIT  push   acme/app  refs/heads/x").to_string(),
             "GIT push acme/app refs/heads/x"

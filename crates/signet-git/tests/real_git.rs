@@ -12,8 +12,8 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use signet_git::{
-    check_ref_name, error_pkt, parse_receive_pack, push_refusal, service_announcement, GitRule,
-    GitRules, ObjectFormat, PushDecision, ReceivePack, ReceivePackRequest, Repo, Service,
+    check_ref_name, error_pkt, parse_receive_pack, push_error, push_refusal, service_announcement,
+    GitRule, GitRules, ObjectFormat, PushDecision, ReceivePack, ReceivePackRequest, Repo, Service,
 };
 
 fn git(dir: &Path, args: &[&str]) -> Output {
@@ -93,6 +93,8 @@ enum Answer {
     Policy,
     /// `ERR <message>` to upload-pack.
     UploadPackError,
+    /// [`push_error`], as for a request that cannot be read.
+    ReceivePackError,
 }
 
 struct Server {
@@ -192,7 +194,7 @@ fn handle(
             advertise.env("GIT_PROTOCOL", protocol);
         }
         let refs = advertise.output().map(|o| o.stdout).unwrap_or_default();
-        let refs = String::from_utf8_lossy(&refs).replace(strip, "");
+        let refs = String::from_utf8_lossy(&refs).replace(strip.trim_start_matches("unknown"), "");
         let mut body = Vec::new();
         // A v2 answer has no `# service=` line (http-backend writes none).
         if !refs.starts_with("000eversion 2") {
@@ -209,6 +211,25 @@ fn handle(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(body.clone());
+        if let Answer::ReceivePackError = answer {
+            let message = "INVALID_GIT_REQUEST: the push's command list cannot be read";
+            // Read as far as the reader gets; `git` sent a valid list,
+            // so the test picks whether the capabilities are known.
+            let capabilities = match parse_receive_pack(&body, Default::default()) {
+                Ok(ReceivePack::Push(request)) => Some(request.capabilities().clone()),
+                _ => None,
+            };
+            let known = capabilities.as_ref().filter(|_| strip != "unknown");
+            let body = push_error(known, message);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-git-receive-pack-result\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let mut stream = stream;
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+            return;
+        }
         let repo = Repo::parse("acme/app.git").unwrap_or_else(|e| panic!("{e}"));
         let response = match parse_receive_pack(&body, Default::default()) {
             // The probe: what an empty receive-pack answers.
@@ -571,5 +592,24 @@ fn ref_names_are_judged_as_git_check_ref_format_judges_them() {
                 .success()
         });
         assert_eq!(check_ref_name(name).is_ok(), git_accepts, "{name:?}");
+    }
+}
+
+#[test]
+fn a_push_error_ends_a_push_with_the_message_with_or_without_side_band() {
+    let repos = repos("sha1", false);
+    // "unknown": side-band negotiated, but the reader did not get to the
+    // capabilities.
+    for strip in ["", " side-band-64k", "unknown"] {
+        let server = serve(&repos.bare, rules(&[]), Answer::ReceivePackError, strip);
+        let out = git(&repos.work, &["push", &server.url, "main"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(
+                "remote error: INVALID_GIT_REQUEST: the push's command list cannot be read"
+            ),
+            "strip {strip:?}: {stderr}"
+        );
     }
 }
