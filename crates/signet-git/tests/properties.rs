@@ -115,7 +115,10 @@ fn body_of(push: &Push) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // 512 cases by default; PROPTEST_CASES runs more.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512)
+    ))]
 
     #[test]
     fn arbitrary_bytes_never_panic_and_read_alike_however_split(data in prop::collection::vec(any::<u8>(), 0..600)) {
