@@ -45,8 +45,8 @@ mod report;
 mod rules;
 
 pub use receive_pack::{
-    parse_receive_pack, Capabilities, Command, CommandKind, Limits, ObjectFormat, Oid, Progress,
-    ReadError, ReceivePack, ReceivePackError, ReceivePackReader, ReceivePackRequest,
+    parse_receive_pack, Capabilities, Command, CommandKind, Limits, ObjectFormat, Oid, Probe,
+    Progress, ReadError, ReceivePack, ReceivePackError, ReceivePackReader, ReceivePackRequest,
 };
 pub use refname::{check_ref_name, RefName, RefNameError};
 pub use report::{error_pkt, push_error, push_refusal, service_announcement, Service};

@@ -381,6 +381,11 @@ pub enum ReceivePack {
     Push(ReceivePackRequest),
 }
 
+/// A body that is exactly `0000`: git's probe before a large push
+/// (`http.postBuffer`), which carries no command and is forwarded as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe;
+
 /// What [`ReceivePackReader::feed`] got to.
 #[derive(Debug)]
 pub enum Progress {
@@ -410,25 +415,36 @@ enum State {
 /// refuses as soon as a limit is passed.
 ///
 /// ```
-/// use signet_git::{Progress, ReceivePackReader};
+/// use signet_git::{Probe, Progress, ReceivePackReader};
 ///
 /// let mut body = Vec::new();
 /// let line = format!("{} {} refs/heads/old\0 report-status side-band-64k", "f".repeat(40), "0".repeat(40));
 /// signet_git::pkt::write_pkt(&mut body, line.as_bytes());
 /// body.extend_from_slice(b"0000");
+/// body.extend_from_slice(b"PACK...");
+///
+/// // Frames as they come off the wire, split anywhere.
+/// let mut frames = body.chunks(7);
 /// let mut reader = ReceivePackReader::new(Default::default());
-/// // Chunks as they come off the wire, split anywhere.
-/// for chunk in body.chunks(7) {
-///     match reader.feed(chunk)? {
-///         Progress::NeedMore(more) => reader = more,
-///         Progress::Complete { request, .. } => {
-///             assert_eq!(request.commands()[0].refname().as_str(), "refs/heads/old");
-///             assert!(request.capabilities().side_band_64k());
-///             return Ok(());
+/// let (request, sent) = loop {
+///     match frames.next() {
+///         Some(frame) => match reader.feed(frame)? {
+///             Progress::NeedMore(more) => reader = more,
+///             // Decide now; forward what was read, `frame[pack_start..]`
+///             // and the frames after it.
+///             Progress::Complete { request, pack_start } => break (request, &frame[pack_start..]),
+///         },
+///         // Only `0000` may end here (git's probe, forwarded as it is).
+///         None => {
+///             let _probe: Probe = reader.finish()?;
+///             unreachable!("not this body");
 ///         }
 ///     }
-/// }
-/// # unreachable!();
+/// };
+/// assert_eq!(request.commands()[0].refname().as_str(), "refs/heads/old");
+/// assert!(request.capabilities().side_band_64k());
+/// assert_eq!(request.prefix_len(), body.len() - 7);
+/// assert!(b"PACK...".starts_with(sent));
 /// # Ok::<(), signet_git::ReadError>(())
 /// ```
 #[derive(Debug)]
@@ -479,9 +495,9 @@ impl ReceivePackReader {
 
     /// The body ended before the command list was complete: only a body
     /// that is exactly `0000` (git's probe) is acceptable.
-    pub fn finish(mut self) -> Result<ReceivePack, ReadError> {
+    pub fn finish(mut self) -> Result<Probe, ReadError> {
         if self.state == State::LoneFlush {
-            Ok(ReceivePack::Probe)
+            Ok(Probe)
         } else {
             Err(self.refused(ReceivePackError::Truncated))
         }
@@ -669,7 +685,10 @@ fn parse_command(line: &[u8], format: ObjectFormat) -> Result<Command, ReceivePa
 /// The pack, if any, is `body[request.prefix_len()..]`.
 pub fn parse_receive_pack(body: &[u8], limits: Limits) -> Result<ReceivePack, ReceivePackError> {
     match ReceivePackReader::new(limits).feed(body)? {
-        Progress::NeedMore(reader) => Ok(reader.finish()?),
+        Progress::NeedMore(reader) => {
+            reader.finish()?;
+            Ok(ReceivePack::Probe)
+        }
         Progress::Complete { request, .. } => Ok(ReceivePack::Push(request)),
     }
 }

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use signet_git::{
     check_ref_name, error_pkt, parse_receive_pack, push_error, push_refusal, service_announcement,
-    GitRule, GitRules, ObjectFormat, PushDecision, ReceivePack, ReceivePackRequest, Repo, Service,
+    GitRule, GitRules, ObjectFormat, Progress, PushDecision, ReadError, ReceivePack,
+    ReceivePackReader, ReceivePackRequest, Repo, Service,
 };
 
 fn git(dir: &Path, args: &[&str]) -> Output {
@@ -231,21 +232,41 @@ fn handle(
             return;
         }
         let repo = Repo::parse("acme/app.git").unwrap_or_else(|e| panic!("{e}"));
-        let response = match parse_receive_pack(&body, Default::default()) {
-            // The probe: what an empty receive-pack answers.
-            Ok(ReceivePack::Probe) => Vec::new(),
-            Ok(ReceivePack::Push(request)) => match rules.check_push(&repo, request.commands()) {
+        // As the proxy will: read the command list off the body as it
+        // streams in (frames of 1,000 bytes here), decide, and only then
+        // forward, to the real `git receive-pack`, or refuse.
+        let mut reader = ReceivePackReader::new(Default::default());
+        let mut frames = body.chunks(1000);
+        let decided = loop {
+            let refused = |e: ReadError| -> ! {
+                panic!(
+                    "git's own request is refused: {e}: {:?}",
+                    String::from_utf8_lossy(&body[..body.len().min(400)])
+                )
+            };
+            match frames.next() {
+                Some(frame) => match reader.feed(frame) {
+                    Ok(Progress::NeedMore(more)) => reader = more,
+                    Ok(Progress::Complete { request, .. }) => break ReceivePack::Push(request),
+                    Err(e) => refused(e),
+                },
+                None => {
+                    reader.finish().unwrap_or_else(|e| refused(e));
+                    break ReceivePack::Probe;
+                }
+            }
+        };
+        let response = match decided {
+            ReceivePack::Push(request) => match rules.check_push(&repo, request.commands()) {
                 PushDecision::Refused(refused) => push_refusal(
                     request.capabilities(),
                     &refused.ng_reasons(),
                     &format!("FORBIDDEN_BY_POLICY: {}", refused.message()),
                 ),
-                PushDecision::Allowed => panic!("the stand-in only refuses"),
+                PushDecision::Allowed => receive_pack(bare, &body),
             },
-            Err(e) => panic!(
-                "git's own request is refused: {e}: {:?}",
-                String::from_utf8_lossy(&body[..body.len().min(400)])
-            ),
+            // The probe goes through, as it will through the proxy.
+            ReceivePack::Probe => receive_pack(bare, &body),
         };
         ("application/x-git-receive-pack-result".to_owned(), response)
     } else if target == "/acme/app.git/git-upload-pack" {
@@ -267,6 +288,26 @@ fn handle(
     );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(&response);
+}
+
+/// What the real `git receive-pack` answers to `body` (as `git
+/// http-backend` runs it).
+fn receive_pack(bare: &Path, body: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("git")
+        .args(["receive-pack", "--stateless-rpc"])
+        .arg(bare)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("git receive-pack: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        let body = body.to_vec();
+        std::thread::spawn(move || stdin.write_all(&body));
+    }
+    child
+        .wait_with_output()
+        .map(|o| o.stdout)
+        .unwrap_or_else(|e| panic!("git receive-pack: {e}"))
 }
 
 /// pkt-lines with their lengths recomputed (after a capability was cut
@@ -612,4 +653,65 @@ fn a_push_error_ends_a_push_with_the_message_with_or_without_side_band() {
             "strip {strip:?}: {stderr}"
         );
     }
+}
+
+#[test]
+fn an_allowed_push_read_frame_by_frame_reaches_the_real_receive_pack_whole() {
+    let repos = repos("sha1", true);
+    git_ok(
+        &repos.bare,
+        &["config", "receive.advertisePushOptions", "true"],
+    );
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..300_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[5]
+        })
+        .collect();
+    std::fs::write(repos.work.join("noise"), noise).unwrap_or_else(|e| panic!("{e}"));
+    git_ok(&repos.work, &["add", "noise"]);
+    git_ok(&repos.work, &["commit", "-q", "-m", "noise"]);
+    git_ok(&repos.work, &["branch", "-f", "bot/x", "HEAD"]);
+    let server = serve(&repos.bare, rules(BOT_ONLY), Answer::Policy, "");
+    // A small post buffer: the probe first, then a chunked body.
+    let out = git(
+        &repos.work,
+        &[
+            "-c",
+            "http.postBuffer=65536",
+            "push",
+            "--atomic",
+            "-o",
+            "ci.skip",
+            &server.url,
+            "bot/x",
+            "bot/x:refs/heads/bot/new",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let request = last_push(&server);
+    assert_eq!(request.push_options(), ["ci.skip"]);
+    assert!(request.capabilities().atomic() && request.capabilities().push_options());
+    let head = String::from_utf8_lossy(&git_ok(&repos.work, &["rev-parse", "HEAD"]))
+        .trim()
+        .to_owned();
+    let refs = refs_of(&repos.bare);
+    assert!(
+        refs.contains(&format!("{head} commit\trefs/heads/bot/new")),
+        "{refs}"
+    );
+    assert!(
+        refs.contains(&format!("{head} commit\trefs/heads/bot/x")),
+        "{refs}"
+    );
+    let posts = server
+        .posts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert_eq!(posts[0], b"0000", "the probe was forwarded too");
 }

@@ -44,11 +44,7 @@ pub fn read_chunked(body: &[u8], sizes: &[usize], limits: Limits) -> Outcome {
         at += chunk.len();
     }
     match reader.finish() {
-        Ok(ReceivePack::Probe) => Outcome::Probe,
-        Ok(ReceivePack::Push(request)) => {
-            let start = request.prefix_len();
-            Outcome::Push(request, start)
-        }
+        Ok(_probe) => Outcome::Probe,
         Err(e) => Outcome::Refused(e),
     }
 }
