@@ -195,3 +195,47 @@ write(
         ]
     ],
 )
+
+
+def pkt(payload):
+    payload = payload.encode() if isinstance(payload, str) else payload
+    return b"%04x" % (len(payload) + 4) + payload
+
+
+Z40, A40, B40 = "0" * 40, "a" * 40, "b" * 40
+Z64, A64, B64 = "0" * 64, "a" * 64, "b" * 64
+GIT_CAPS = " report-status-v2 side-band-64k quiet object-format=sha1 agent=git/2.47.3"
+PACK = b"PACK\x00\x00\x00\x02\x00\x00\x00\x00" + bytes(range(20))
+
+# The first byte picks the limits (high bit: the small ones) and the chunk
+# sizes; the rest is a receive-pack body as git writes it, or broken.
+git_bodies = [
+    pkt(f"{Z40} {A40} refs/heads/main\0{GIT_CAPS}") + b"0000" + PACK,
+    pkt(f"{A40} {B40} refs/heads/bot/x\0{GIT_CAPS}") + pkt(f"{A40} {B40} refs/heads/main")
+    + pkt(f"{Z40} {B40} refs/tags/v1") + pkt(f"{Z40} {Z40} refs/heads/gone") + b"0000" + PACK,
+    pkt(f"{A40} {Z40} refs/heads/old\0 report-status side-band-64k") + b"0000",
+    pkt(f"shallow {A40}\n") + pkt(f"{A40} {B40} refs/heads/main\0{GIT_CAPS}") + b"0000" + PACK,
+    pkt(f"shallow {A64}\n") + pkt(f"{Z64} {B64} refs/heads/main\0 report-status object-format=sha256")
+    + b"0000" + PACK,
+    pkt(f"{A40} {B40} refs/heads/main\0 report-status push-options") + b"0000" + pkt("ci.skip\n")
+    + pkt("") + b"0000" + PACK,
+    pkt(f"{A40} {B40} refs/heads/main") + b"0000",
+    b"0000",
+    b"00000000",
+    b"",
+    pkt("push-cert\0 report-status") + pkt("certificate version 0.1\n"),
+    pkt(f"{A40} {B40} refs/heads/main\0 push-cert=1") + b"0000",
+    pkt(f"{A64} {B64} refs/heads/main") + b"0000",
+    pkt(f"{A40.upper()} {B40} refs/heads/main") + b"0000",
+    pkt(f"{A40} {B40} refs/heads/a..b") + b"0000",
+    pkt(f"{A40} {B40} refs/heads/x.lock") + b"0000",
+    pkt(f"{A40} {B40} refs/heads/a@{{1}}") + b"0000",
+    pkt(f"{A40} {B40} refs/heads/a\0 quiet") + pkt(f"{A40} {B40} refs/heads/b\0 quiet") + b"0000",
+    pkt(f"{A40} {B40} refs/heads/a") + b"0001" + b"0000",
+    b"0003",
+    b"fff1",
+    b"00A0" + b"x" * 156,
+    b"".join(pkt(f"{A40} {B40} refs/heads/b{i}") for i in range(5)) + b"0000",
+    b"".join(pkt(f"shallow {A40}") for i in range(10)) + b"0000",
+]
+write("git_receive_pack", [bytes([seed]) + body for body in git_bodies for seed in (0x05, 0x87)])
