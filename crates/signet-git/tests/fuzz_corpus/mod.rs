@@ -2,10 +2,9 @@
 //! property checks the target runs (see `fuzz/README.md`).
 
 // Shared with the fuzz crate, which includes `checks.rs` by path.
-#[path = "fuzz_corpus/checks.rs"]
 #[allow(dead_code)]
-mod checks;
-#[path = "../../../fuzz/replay.rs"]
+pub mod checks;
+#[path = "../../../../fuzz/replay.rs"]
 mod replay;
 
 use replay::replay;

@@ -2,10 +2,7 @@
 //! on where the body was split; command lists read back as written; ref
 //! patterns agree with a plain re-statement of their semantics.
 
-#[path = "fuzz_corpus/checks.rs"]
-mod checks;
-
-use checks::{encode, git_receive_pack, read_chunked, Outcome, SMALL};
+use crate::fuzz_corpus::checks::{encode, git_receive_pack, read_chunked, Outcome, SMALL};
 use proptest::prelude::*;
 use signet_git::pkt::write_pkt;
 use signet_git::{
