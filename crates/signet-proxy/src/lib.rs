@@ -29,6 +29,7 @@ pub mod auth;
 pub(crate) mod body;
 pub(crate) mod clock;
 pub mod config;
+pub(crate) mod grants;
 pub mod ingress;
 pub mod observe;
 pub(crate) mod pipeline;

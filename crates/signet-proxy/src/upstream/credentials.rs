@@ -37,10 +37,11 @@ use tokio::sync::Notify;
 use signet_core::ErrorCode;
 
 use crate::config::Upstream;
+use crate::grants::GitHubScope;
 use crate::refusal::Refusal;
 use crate::secret::GitHubToken;
 use crate::upstream::forward::UpstreamClient;
-use crate::upstream::scope::{GitHubScope, Minted, ScopedTokens, Slot};
+use crate::upstream::scope::{Minted, ScopedTokens, Slot};
 
 /// Where the upstream credential comes from.
 #[derive(Debug, Clone)]

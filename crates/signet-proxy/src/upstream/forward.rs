@@ -25,11 +25,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::{BufferedBody, ProxyBody};
 use crate::config::{Config, Upstream};
+use crate::grants::GitHubScope;
 use crate::refusal::Refusal;
 use crate::upstream::api::links::LinkRewriter;
 use crate::upstream::credentials::{Credentials, Current};
 use crate::upstream::pool::Pools;
-use crate::upstream::scope::GitHubScope;
 
 /// Request headers a client may not pass upstream, besides the hop-by-hop set.
 const CLIENT_ONLY: [HeaderName; 6] = [

@@ -32,8 +32,6 @@ const fn allow(from: &'static str, to: &'static str, why: &'static str) -> Allow
 /// `signet-proxy`'s cycle edges at the end of issue 16's phase 1 (the folder
 /// moves). Phase 2 deletes every one.
 pub const PROXY_ALLOWED: &[Allowed] = &[
-    allow("auth", "policy", "clients.rs parses the keys file's `allow` and `rate` into policy::Rule and policy::rate::Rate: pure grants belong below both"),
-    allow("auth", "upstream", "clients.rs parses the keys file's `github` grant into upstream::scope's type: a pure grant, too"),
     allow("body", "upstream", "body's response body feeds upstream::api::cache::Recorder: the tap should be a hook the cache implements"),
     allow("config", "app", "Config holds app::serving::Serving, a configuration value that lives with the runtimes"),
     allow("config", "observe", "Config's default refusal_log_limit is observe::logging::DEFAULT_REFUSAL_LOG_LIMIT"),

@@ -64,9 +64,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
+use crate::grants::GitHubScope;
 use crate::observe::metrics::Metrics;
 use crate::upstream::credentials::Current;
-use crate::upstream::scope::GitHubScope;
 
 /// The response header that says how the cache answered.
 pub const X_SIGNET_CACHE: HeaderName = HeaderName::from_static("x-signet-cache");
