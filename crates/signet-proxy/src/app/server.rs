@@ -19,11 +19,11 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::app::admin::{self, Admin};
-use crate::app::serving::Serving;
 use crate::auth::clients::{Clients, KeysFileError};
 use crate::auth::replay::{connect_redis, RedisSetupError, ReplayStore};
 use crate::auth::revocation::{RevocationError, Revocations};
 use crate::config::Config;
+use crate::config::Serving;
 use crate::ingress::connection::{self, Timeouts};
 use crate::observe::metrics::{self, Metrics};
 use crate::pipeline::Proxy;

@@ -33,17 +33,12 @@ const fn allow(from: &'static str, to: &'static str, why: &'static str) -> Allow
 /// moves). Phase 2 deletes every one.
 pub const PROXY_ALLOWED: &[Allowed] = &[
     allow("body", "upstream", "body's response body feeds upstream::api::cache::Recorder: the tap should be a hook the cache implements"),
-    allow("config", "app", "Config holds app::serving::Serving, a configuration value that lives with the runtimes"),
-    allow("config", "observe", "Config's default refusal_log_limit is observe::logging::DEFAULT_REFUSAL_LOG_LIMIT"),
-    allow("config", "upstream", "Config holds upstream::credentials::CredentialSource, a configuration value that lives with the credentials"),
     allow("ingress", "pipeline", "connection.rs serves a pipeline::Proxy: the connection should be generic over its handler"),
     allow("observe", "app", "metrics.rs serves /metrics with app::side::serve: the listener belongs in app"),
-    allow("observe", "auth", "logging's RequestLog holds an auth::clients::Client: it is per-request pipeline state"),
     allow("observe", "body", "metrics.rs's /metrics listener answers with body::ProxyBody"),
     allow("observe", "ingress", "metrics.rs's /metrics listener answers the health checks with ingress::health"),
     allow("observe", "pipeline", "metrics.rs's /metrics listener takes the pipeline::Proxy"),
     allow("observe", "upstream", "logging and metrics read upstream::api::cache::Outcome: the cache should return its outcome to the pipeline"),
-    allow("refusal", "auth", "Refusal converts auth::replay::ReplayError"),
     allow("refusal", "body", "Refusal's response is a body::ProxyBody"),
     allow("refusal", "ingress", "Refusal converts ingress::target's errors"),
 ];

@@ -21,7 +21,7 @@
 mod json;
 mod refusals;
 
-pub use refusals::DEFAULT_PER_SECOND as DEFAULT_REFUSAL_LOG_LIMIT;
+pub use crate::config::DEFAULT_REFUSAL_LOG_LIMIT;
 pub use refusals::{
     report_unlogged as report_unlogged_refusals, unlogged_total as unlogged_refusals,
 };
