@@ -31,6 +31,7 @@ pub(crate) mod clock;
 pub mod config;
 pub(crate) mod grants;
 pub mod ingress;
+pub(crate) mod method;
 pub mod observe;
 pub(crate) mod pipeline;
 pub(crate) mod policy;

@@ -100,7 +100,7 @@ impl Admin {
                     detail = refusal.detail.as_deref().unwrap_or_default(),
                     "admin request refused"
                 );
-                refusal.into_response(head)
+                refusal.into_response(head).map(ProxyBody::from)
             }
         }
     }

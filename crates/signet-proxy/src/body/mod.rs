@@ -234,6 +234,13 @@ impl ProxyBody {
     }
 }
 
+impl From<Full<Bytes>> for ProxyBody {
+    /// An in-memory body built elsewhere (a refusal's).
+    fn from(full: Full<Bytes>) -> Self {
+        ProxyBody(Kind::Full(full))
+    }
+}
+
 /// Why a streamed response ended early.
 #[derive(Debug, thiserror::Error)]
 #[error("the upstream sent no response bytes for {0:?}")]

@@ -31,8 +31,6 @@ pub struct RuleError {
     why: &'static str,
 }
 
-const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-
 impl Rule {
     /// Parses `METHOD /pattern` (e.g. `GET /repos/acme/**`).
     pub fn parse(text: &str) -> Result<Self, RuleError> {
@@ -46,7 +44,7 @@ impl Rule {
             .ok_or_else(|| error("write METHOD /path, e.g. GET /repos/acme/**"))?;
         let method = match method {
             "*" => None,
-            m if METHODS.contains(&m) => Some(m.to_owned()),
+            m if crate::method::forwarded(m).is_some() => Some(m.to_owned()),
             _ => {
                 return Err(error(
                     "the method must be GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or *",

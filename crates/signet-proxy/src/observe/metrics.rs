@@ -220,16 +220,7 @@ impl Metrics {
         code: Option<ErrorCode>,
         total: Duration,
     ) {
-        let method: &'static str = match method.as_str() {
-            "GET" => "GET",
-            "HEAD" => "HEAD",
-            "POST" => "POST",
-            "PUT" => "PUT",
-            "PATCH" => "PATCH",
-            "DELETE" => "DELETE",
-            "OPTIONS" => "OPTIONS",
-            _ => "OTHER",
-        };
+        let method = crate::method::forwarded(method.as_str()).unwrap_or("OTHER");
         self.requests
             .get_or_create(&RequestLabels {
                 client: client.unwrap_or("-").to_owned(),

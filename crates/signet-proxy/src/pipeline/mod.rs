@@ -166,7 +166,7 @@ impl Proxy {
             Ok(response) => response,
             Err(refusal) => {
                 log.refused(&refusal);
-                refusal.into_response(head)
+                refusal.into_response(head).map(ProxyBody::from)
             }
         };
         let status = response.status();

@@ -39,8 +39,6 @@ pub const PROXY_ALLOWED: &[Allowed] = &[
     allow("observe", "ingress", "metrics.rs's /metrics listener answers the health checks with ingress::health"),
     allow("observe", "pipeline", "metrics.rs's /metrics listener takes the pipeline::Proxy"),
     allow("observe", "upstream", "logging and metrics read upstream::api::cache::Outcome: the cache should return its outcome to the pipeline"),
-    allow("refusal", "body", "Refusal's response is a body::ProxyBody"),
-    allow("refusal", "ingress", "Refusal converts ingress::target's errors"),
 ];
 
 #[test]
