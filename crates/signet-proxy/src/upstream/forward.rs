@@ -21,7 +21,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use signet_core::{ErrorCode, VerifiedProof};
 use signet_http::headers::remove_hop_by_hop;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::body::{BufferedBody, ProxyBody};
 use crate::config::{Config, Upstream};
@@ -285,10 +285,7 @@ impl Forwarder {
             .await
             .map_err(|_| busy("no upstream slot freed"))?
             .map_err(|_| busy("no slot"))?;
-        Ok(UpstreamSlot {
-            _slot: slot,
-            _share: share,
-        })
+        Ok(UpstreamSlot::new(slot, share))
     }
 
     /// The token a client's requests go out with: the installation's (or
@@ -313,11 +310,7 @@ impl Forwarder {
 /// A request's place upstream: one of the `--upstream-concurrency` slots and
 /// one of its client's `--upstream-concurrency-per-client`, held together
 /// until its response body ends (or is dropped).
-#[derive(Debug)]
-pub struct UpstreamSlot {
-    _slot: OwnedSemaphorePermit,
-    _share: OwnedSemaphorePermit,
-}
+pub use crate::body::Held as UpstreamSlot;
 
 /// Each client's share of the upstream slots: a semaphore per client name
 /// (so a keys-file reload keeps a client's count), created on its first

@@ -32,10 +32,8 @@ const fn allow(from: &'static str, to: &'static str, why: &'static str) -> Allow
 /// `signet-proxy`'s cycle edges at the end of issue 16's phase 1 (the folder
 /// moves). Phase 2 deletes every one.
 pub const PROXY_ALLOWED: &[Allowed] = &[
-    allow("body", "upstream", "body's response body feeds upstream::api::cache::Recorder: the tap should be a hook the cache implements"),
     allow("ingress", "pipeline", "connection.rs serves a pipeline::Proxy: the connection should be generic over its handler"),
     allow("observe", "app", "metrics.rs serves /metrics with app::side::serve: the listener belongs in app"),
-    allow("observe", "body", "metrics.rs's /metrics listener answers with body::ProxyBody"),
     allow("observe", "ingress", "metrics.rs's /metrics listener answers the health checks with ingress::health"),
     allow("observe", "pipeline", "metrics.rs's /metrics listener takes the pipeline::Proxy"),
     allow("observe", "upstream", "logging and metrics read upstream::api::cache::Outcome: the cache should return its outcome to the pipeline"),

@@ -921,6 +921,16 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
+impl crate::body::Tap for Recorder {
+    fn push(&mut self, chunk: &Bytes) -> bool {
+        Recorder::push(self, chunk)
+    }
+
+    fn finish(&mut self) {
+        Recorder::finish(self)
+    }
+}
+
 impl Recorder {
     /// A chunk arrived from GitHub. `false` once the answer is too large to
     /// keep: nothing more is collected, and the requests waiting for it are
