@@ -5,14 +5,15 @@
 //!   shutdown) and the background tasks (keys-file watch, revocation
 //!   refresh, quota sync);
 //! - [`serving`]: which threads serve (`--runtime`);
-//! - `side`, `admin`: the small listeners beside the proxy's own (the admin
-//!   API; the metrics use one too);
+//! - `side`, `admin`, `metrics`: the small listeners beside the proxy's own
+//!   (the admin API; `/metrics` and the probes);
 //! - `demo`: the `demo` command (the default `demo` feature), against the
 //!   GitHub API stand-in of the `signet-standin` crate.
 
 pub(crate) mod admin;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub(crate) mod metrics;
 pub(crate) mod server;
 pub mod serving;
 pub(crate) mod side;

@@ -25,7 +25,7 @@ use crate::auth::revocation::{RevocationError, Revocations};
 use crate::config::Config;
 use crate::config::Serving;
 use crate::ingress::connection::{self, Timeouts};
-use crate::observe::metrics::{self, Metrics};
+use crate::observe::metrics::Metrics;
 use crate::pipeline::Proxy;
 use crate::policy::rate::RateLimiter;
 use crate::refusal::Refusal;
@@ -213,7 +213,7 @@ impl Server {
             )))
         });
         let _metrics = self.metrics_listener.map(|listener| {
-            AbortOnDrop(tokio::spawn(metrics::serve(
+            AbortOnDrop(tokio::spawn(crate::app::metrics::serve(
                 listener,
                 Arc::clone(&self.proxy),
                 self.timeouts,

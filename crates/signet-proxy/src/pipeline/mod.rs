@@ -34,7 +34,7 @@ use crate::policy::rate::RateLimiter;
 use crate::policy::Policy;
 use crate::refusal::Refusal;
 use crate::upstream::api::cache::{Cache, Plan};
-use crate::upstream::api::quota::QuotaGuard;
+use crate::upstream::api::quota::{self, QuotaGuard};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::forward::{ForwardSetupError, Forwarder};
 
@@ -63,6 +63,18 @@ pub struct Proxy {
     read_timeout: Option<Duration>,
     cache: Cache,
     upstream_timeout: Duration,
+}
+
+impl crate::ingress::connection::Handler for Proxy {
+    type Body = ResponseBody;
+
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send {
+        Proxy::handle(self, request, peer)
+    }
 }
 
 impl Proxy {
@@ -323,8 +335,11 @@ impl Proxy {
             .forward(&verified, &client.name, &credential, parts, target, body)
             .await?;
         self.metrics.stage("upstream", forwarding.elapsed());
-        self.metrics
-            .upstream_response(response.status(), response.headers());
+        self.metrics.upstream_response(
+            response.status(),
+            quota::resource_header(response.headers()),
+            response.headers(),
+        );
         self.quota.observe(
             target,
             response.status(),

@@ -517,7 +517,7 @@ impl RequestLog {
 
     /// How the conditional-request cache answered, as the cache says (never
     /// read back from a response header, which an upstream could forge).
-    pub fn cache(&mut self, outcome: crate::upstream::api::cache::Outcome) {
+    pub fn cache(&mut self, outcome: crate::observe::CacheOutcome) {
         self.cache = Some(outcome.as_str());
     }
 

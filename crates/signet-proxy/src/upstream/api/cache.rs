@@ -94,27 +94,7 @@ pub const ENTRY_OVERHEAD: u64 = 1024;
 /// slot in a map, its allocations).
 const FIELD_OVERHEAD: u64 = 128;
 
-/// How a request was answered, as `X-Signet-Cache` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// From the cache, without asking GitHub.
-    Hit,
-    /// GitHub answered 304; the body came from the cache.
-    Revalidated,
-    /// From GitHub.
-    Miss,
-}
-
-impl Outcome {
-    /// The header value and metric label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Hit => "HIT",
-            Outcome::Revalidated => "REVALIDATED",
-            Outcome::Miss => "MISS",
-        }
-    }
-}
+pub use crate::observe::CacheOutcome as Outcome;
 
 /// What identifies a stored response, besides its `Vary` headers (shared:
 /// the key is held by the entry, a flight and a recorder).
