@@ -15,15 +15,16 @@ use std::time::{Duration, Instant};
 use http::header::{Entry, AUTHORIZATION};
 use http::{HeaderMap, HeaderName, Method, Request, Response};
 use hyper::body::Incoming;
-use signet_core::{
-    BodyDigest, ErrorCode, ProofHeader, RequestParts, Verifier, VerifyError, HEADER_NAME,
-};
+use signet_core::HEADER_NAME;
 
-use crate::auth::clients::Clients;
+use crate::auth::authenticate::{
+    self as auth, Authenticated, Authenticator, BodyLimits, ClientKeys, KeySource, Witness,
+};
+use crate::auth::clients::{Client, Clients};
 use crate::auth::replay::ReplayError;
 use crate::auth::replay::ReplayStore;
 use crate::auth::revocation::Revocations;
-use crate::body::{self, BodyBudget, ProxyBody};
+use crate::body::{BodyBudget, ProxyBody};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingress::health;
@@ -49,18 +50,15 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     quota: Arc<QuotaGuard>,
     credentials: Arc<Credentials>,
-    clients: Arc<Clients>,
-    revocations: Arc<Revocations>,
+    /// Where proofs' keys are looked up: the keys file's clients today.
+    keys: Arc<dyn KeySource<Identity = Arc<Client>>>,
     rate: RateLimiter,
-    verifier: Verifier,
+    auth: Authenticator,
     replay: ReplayStore,
     policy: Policy,
     forwarder: Forwarder,
     clock: Clock,
     health_path: String,
-    max_body_size: u64,
-    body_budget: BodyBudget,
-    read_timeout: Option<Duration>,
     cache: Cache,
     upstream_timeout: Duration,
 }
@@ -99,21 +97,23 @@ impl Proxy {
             upstream_timeout: config.upstream_timeout,
             metrics,
             quota: Arc::new(quota),
-            clients,
-            revocations,
+            keys: Arc::new(ClientKeys::new(clients, revocations)),
             rate,
-            // The trusted keys live in `clients`, swappable at reload; the
-            // verifier keeps only the limits and the binding cache.
-            verifier: Verifier::new([], config.limits()),
+            auth: Authenticator::new(
+                config.limits(),
+                config.clock.clone(),
+                BodyLimits {
+                    max: config.max_body_size,
+                    timeout: config.read_timeout,
+                    budget: BodyBudget::new(config.body_buffer_budget),
+                },
+            ),
             replay,
             policy: Policy::new(config.allowed_purposes.clone()),
             credentials: Arc::clone(&credentials),
             forwarder: Forwarder::new(config, credentials)?,
             clock: config.clock.clone(),
             health_path: config.health_path.clone(),
-            max_body_size: config.max_body_size,
-            body_budget: BodyBudget::new(config.body_buffer_budget),
-            read_timeout: config.read_timeout,
         })
     }
 
@@ -216,45 +216,25 @@ impl Proxy {
             return Ok(health::readiness(self.ready().await, head));
         }
 
-        // Steps 1–2: syntax only, no key lookups or crypto yet.
-        let proof = proof_header(&parts.headers)?;
-
-        // Steps 3–6: table lookup and integer compares, before reading a
-        // body or checking a signature.
-        let now = self.clock.now();
-        let client = match self.clients.current().get(&proof.mk) {
-            Some(client) => Arc::clone(client),
-            None => return Err(VerifyError::UnknownKey.into()),
-        };
-        // "Trusted (and not revoked)": before the binding cache is consulted.
-        if self.revocations.is_revoked(&client.name, &proof.ek, now) {
-            return Err(Refusal::from(VerifyError::UnknownKey).with_detail("revoked"));
-        }
-        let checked = self.verifier.check_key(&client.key, &proof, now)?;
-        // Only claimed: nothing has been verified yet.
-        log.claimed(&client);
-
-        // Step 7: the body is read (bounded, and within the global budget,
-        // since nothing is authenticated yet) before the signatures because
-        // the request signature covers its digest.
-        let body = body::read(
+        // Steps 1–9: proof, key, cheap checks, body, both signatures.
+        let Authenticated {
+            identity: client,
+            proof: verified,
             body,
-            self.max_body_size,
-            self.read_timeout,
-            &self.body_budget,
-        )
-        .await?;
-
-        // Steps 8–9: binding signature (cached), then request signature.
-        let verifying = Instant::now();
-        let verified = checked.verify(&RequestParts {
-            method: parts.method.as_str(),
-            target,
-            body_digest: BodyDigest::of(&body.bytes),
-        });
-        self.metrics.stage("verify", verifying.elapsed());
-        let verified = verified?;
-        log.verified(&client);
+        } = self
+            .auth
+            .verify(
+                &*self.keys,
+                &parts.method,
+                target,
+                &parts.headers,
+                body,
+                &mut Witnessed {
+                    log: &mut *log,
+                    metrics: &self.metrics,
+                },
+            )
+            .await?;
 
         // Step 10: policy only after the signatures, so unauthenticated
         // callers learn nothing about it.
@@ -299,7 +279,7 @@ impl Proxy {
         // authorised requests can take room in the store; the store checks
         // freshness again with the `now` it records by (amendment 1). A
         // cached answer consumes the proof like a forwarded one.
-        if let Err(error) = self.replay.record(&verified).await {
+        if let Err(error) = auth::record(&self.replay, &verified).await {
             // A copy that raced the first one past the look above: copies
             // of one proof take one token between them.
             if error == ReplayError::Replayed {
@@ -358,18 +338,26 @@ impl Proxy {
     }
 }
 
-/// Steps 1–2: exactly one `Signet-Proof` header, and it parses.
-pub(crate) fn proof_header(headers: &HeaderMap) -> Result<ProofHeader, Refusal> {
-    let mut values = headers.get_all(HEADER_NAME).iter();
-    let value = values
-        .next()
-        .ok_or_else(|| Refusal::new(ErrorCode::MissingProof))?;
-    if values.next().is_some() {
-        return Err(
-            Refusal::new(ErrorCode::InvalidProof).with_detail("more than one Signet-Proof header")
-        );
+/// What the pipeline notes while authentication runs: the log line's
+/// client (claimed, then verified) and the verify stage's time.
+struct Witnessed<'a> {
+    log: &'a mut RequestLog,
+    metrics: &'a Metrics,
+}
+
+impl Witness<Arc<Client>> for Witnessed<'_> {
+    fn claimed(&mut self, client: &Arc<Client>) {
+        // Only claimed: nothing has been verified yet.
+        self.log.claimed(client);
     }
-    Ok(ProofHeader::parse(value.as_bytes())?)
+
+    fn verifying_took(&mut self, elapsed: Duration) {
+        self.metrics.stage("verify", elapsed);
+    }
+
+    fn verified(&mut self, client: &Arc<Client>) {
+        self.log.verified(client);
+    }
 }
 
 /// GitHub's id of a request, logged so an audit line can be matched with
