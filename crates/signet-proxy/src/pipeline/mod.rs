@@ -290,7 +290,7 @@ impl Proxy {
 
         // A fresh entry is answered now; an identical GET already in flight
         // is waited for instead of asked again.
-        let (lookup, leader) = match self
+        let flight = match self
             .cache
             .plan(lookup, &parts.method, self.upstream_timeout)
             .await
@@ -299,10 +299,10 @@ impl Proxy {
                 log.cache(outcome);
                 return Ok(self.cache.answer(&entry, outcome, head));
             }
-            Plan::Forward(lookup, leader) => (lookup, leader),
+            Plan::Forward(flight) => flight,
         };
         let method = parts.method.clone();
-        lookup.add_validators(&mut parts.headers);
+        flight.add_validators(&mut parts.headers);
         // A write may change what any GET returns, whether its answer comes
         // back or not: held across the forward, this makes every stored
         // answer stale once the write is done, failed or abandoned.
@@ -328,9 +328,7 @@ impl Proxy {
         );
         // A 304 to our revalidation becomes the stored 200; a cacheable 200
         // is kept as it streams.
-        let (response, outcome) =
-            self.cache
-                .complete(lookup, leader, &method, response, head, Instant::now());
+        let (response, outcome) = self.cache.complete(flight, response, Instant::now());
         if let Some(outcome) = outcome {
             log.cache(outcome);
         }
