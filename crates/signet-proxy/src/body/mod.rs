@@ -371,6 +371,21 @@ pub struct BufferedBody {
     _budget: Option<OwnedSemaphorePermit>,
 }
 
+/// A request body on its way upstream. One kind today: read whole, since
+/// the request signature covers its digest. A body that streams (git's
+/// packs) is one more variant, not a rewrite.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Read whole and verified; its budget share is held while it lives.
+    Buffered(BufferedBody),
+}
+
+impl From<BufferedBody> for RequestBody {
+    fn from(body: BufferedBody) -> Self {
+        RequestBody::Buffered(body)
+    }
+}
+
 /// Reads a whole request body (spec §5 step 7): refused up front when its
 /// declared length is over `limit`, and while reading when it grows past it;
 /// refused with 503 when the budget has no room for it; 408 when it takes

@@ -37,7 +37,7 @@ use crate::refusal::Refusal;
 use crate::upstream::api::cache::{Cache, Plan};
 use crate::upstream::api::quota::{self, QuotaGuard};
 use crate::upstream::credentials::Credentials;
-use crate::upstream::forward::{ForwardSetupError, Forwarder};
+use crate::upstream::forward::{ForwardSetupError, Forwarder, Outgoing};
 
 /// The body of every response: the proxy's own or the upstream's, with the
 /// request's log record, written when the body ends.
@@ -312,7 +312,14 @@ impl Proxy {
         let forwarding = Instant::now();
         let response = self
             .forwarder
-            .forward(&verified, &client.name, &credential, parts, target, body)
+            .forward(Outgoing {
+                proof: &verified,
+                client: &client.name,
+                credential: &credential,
+                parts,
+                target,
+                body: body.into(),
+            })
             .await?;
         self.metrics.stage("upstream", forwarding.elapsed());
         self.metrics.upstream_response(

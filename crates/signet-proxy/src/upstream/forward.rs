@@ -23,7 +23,7 @@ use signet_core::{ErrorCode, VerifiedProof};
 use signet_http::headers::remove_hop_by_hop;
 use tokio::sync::Semaphore;
 
-use crate::body::{BufferedBody, ProxyBody};
+use crate::body::{ProxyBody, RequestBody};
 use crate::config::{Config, Upstream};
 use crate::grants::GitHubScope;
 use crate::refusal::Refusal;
@@ -161,21 +161,16 @@ impl Forwarder {
     /// is framed by the proxy (`Content-Length` of the verified body), never
     /// as the client framed it.
     ///
-    /// `_verified` is the evidence: only [`CheckedProof::verify`] makes a
-    /// [`VerifiedProof`], so nothing can reach the token without one.
-    /// `client` is the verified client's name, whose share of the upstream
-    /// slots the request takes.
-    ///
-    /// [`CheckedProof::verify`]: signet_core::CheckedProof::verify
-    pub async fn forward(
-        &self,
-        _verified: &VerifiedProof,
-        client: &str,
-        credential: &Current,
-        mut parts: request::Parts,
-        target: &str,
-        body: BufferedBody,
-    ) -> Result<Response<ProxyBody>, Refusal> {
+    pub async fn forward(&self, outgoing: Outgoing<'_>) -> Result<Response<ProxyBody>, Refusal> {
+        let Outgoing {
+            proof: _,
+            client,
+            credential,
+            mut parts,
+            target,
+            body,
+        } = outgoing;
+        let RequestBody::Buffered(body) = body;
         let uri = upstream_uri(&self.upstream, target)?;
         // The client's Host, for pagination links when no --public-url is set.
         let client_host = parts.headers.get(HOST).cloned();
@@ -305,6 +300,27 @@ impl Forwarder {
     pub fn upstream(&self) -> Arc<Upstream> {
         Arc::clone(&self.upstream)
     }
+}
+
+/// One verified request on its way upstream: what the forwarder needs of
+/// the pipeline's per-request context. (No `Debug`: it holds the token.)
+pub struct Outgoing<'a> {
+    /// The evidence: only [`CheckedProof::verify`] makes a
+    /// [`VerifiedProof`], so nothing can reach the token without one.
+    ///
+    /// [`CheckedProof::verify`]: signet_core::CheckedProof::verify
+    pub proof: &'a VerifiedProof,
+    /// The verified client's name, whose share of the upstream slots the
+    /// request takes.
+    pub client: &'a str,
+    /// The token it goes out with.
+    pub credential: &'a Current,
+    /// The request's head, rewritten for the upstream on the way.
+    pub parts: request::Parts,
+    /// The origin-form target, as received and verified.
+    pub target: &'a str,
+    /// The body.
+    pub body: RequestBody,
 }
 
 /// A request's place upstream: one of the `--upstream-concurrency` slots and
