@@ -6,7 +6,7 @@
 /// §9.1): `get` is not `GET`.
 pub const FORWARDED: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-/// [`FORWARDED`] as an `Allow` header value, for the 405 of any other
+/// The forwarded methods as an `Allow` header value, for the 405 of any other
 /// method (a unit test keeps it in step with the table).
 pub const ALLOW_HEADER: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 

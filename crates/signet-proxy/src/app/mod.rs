@@ -27,7 +27,7 @@ use wiring::{wire, Wired};
 
 /// Everything serving would check before it binds a port — keys file,
 /// upstream TLS setup, Redis URL — without binding one (`check-config`):
-/// the same wiring as serving ([`wiring::wire`]), stopped before the ports.
+/// the same wiring as serving (`wiring::wire`), stopped before the ports.
 /// Returns a one-line summary.
 pub async fn check_config(config: &Config) -> Result<String, StartError> {
     let Wired { clients, proxy, .. } = wire(config)?;

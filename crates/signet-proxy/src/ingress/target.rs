@@ -13,7 +13,7 @@ use crate::refusal::Refusal;
 
 /// The methods that are forwarded, in the form of an `Allow` header value
 /// for the 405 that [`allowed_method`] causes (from the one method table,
-/// [`crate::method`]).
+/// `crate::method`).
 pub use crate::method::ALLOW_HEADER as ALLOWED_METHODS;
 
 /// How much of a refused method goes into the log detail: the method is
