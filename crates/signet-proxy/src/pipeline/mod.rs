@@ -1,5 +1,7 @@
-//! The request pipeline: one function that reads top to bottom as the spec's
-//! stages, each implemented in its own module.
+//! The request pipeline: `process` and its three stages — `ingress`,
+//! `admit`, `respond` — read top to bottom as the spec's steps, each
+//! implemented in its own module; what they learn travels in the
+//! per-request context (`context`).
 //!
 //! ```text
 //! target form → method → health → parse proof → cheap checks → read body
@@ -8,12 +10,14 @@
 //!   the cache) → log
 //! ```
 
+mod context;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{Entry, AUTHORIZATION};
-use http::{HeaderMap, HeaderName, Method, Request, Response};
+use http::{HeaderMap, HeaderName, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use signet_core::HEADER_NAME;
 
@@ -38,6 +42,7 @@ use crate::upstream::api::cache::{Cache, Plan};
 use crate::upstream::api::quota::{self, QuotaGuard};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::forward::{ForwardSetupError, Forwarder, Outgoing};
+use context::{Admitted, Ingress, Route};
 
 /// The body of every response: the proxy's own or the upstream's, with the
 /// request's log record, written when the body ends.
@@ -194,40 +199,73 @@ impl Proxy {
         log: &mut RequestLog,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let (mut parts, body) = request.into_parts();
-        let head = parts.method == Method::HEAD;
         let uri = std::mem::take(&mut parts.uri);
+        let route = match self.ingress(&parts.method, &uri, log).await? {
+            Ingress::Answered(response) => return Ok(response),
+            Ingress::Route(route) => route,
+        };
+        let request = self.admit(route, &parts.headers, body, log).await?;
+        self.respond(request, parts, log).await
+    }
+
+    /// The checks before any proof work: target form, method, health.
+    async fn ingress<'u>(
+        &self,
+        method: &Method,
+        uri: &'u Uri,
+        log: &mut RequestLog,
+    ) -> Result<Ingress<'u>, Refusal> {
+        let head = *method == Method::HEAD;
 
         // Target form comes before every §5 step, so nothing below ever sees
         // an absolute URL, a target that could name another host, or a
         // dot-segment an upstream might resolve to another resource.
-        let target = target::origin_form(&uri)?;
+        let target = target::origin_form(uri)?;
 
         // Then the method (amendment 1): TRACE would echo the injected token,
         // CONNECT is rewritten to authority-form by HTTP clients.
-        target::allowed_method(&parts.method)?;
+        target::allowed_method(method)?;
 
         // Health needs no proof; it is answered before any proof work.
-        if health::matches(&parts.method, uri.path(), &self.health_path) {
+        if health::matches(method, uri.path(), &self.health_path) {
             log.health();
-            return Ok(health::response(head));
+            return Ok(Ingress::Answered(health::response(head)));
         }
-        if health::matches(&parts.method, uri.path(), health::READY_PATH) {
+        if health::matches(method, uri.path(), health::READY_PATH) {
             log.health();
-            return Ok(health::readiness(self.ready().await, head));
+            return Ok(Ingress::Answered(health::readiness(
+                self.ready().await,
+                head,
+            )));
         }
+        Ok(Ingress::Route(Route {
+            method: method.clone(),
+            target,
+            head,
+        }))
+    }
 
+    /// Steps 1–11 with the product's checks between verify and record:
+    /// authenticated, allowed, within its limits, its proof spent.
+    async fn admit<'r>(
+        &self,
+        route: Route<'r>,
+        headers: &HeaderMap,
+        body: Incoming,
+        log: &mut RequestLog,
+    ) -> Result<Admitted<'r>, Refusal> {
         // Steps 1–9: proof, key, cheap checks, body, both signatures.
         let Authenticated {
             identity: client,
-            proof: verified,
+            proof,
             body,
         } = self
             .auth
             .verify(
                 &*self.keys,
-                &parts.method,
-                target,
-                &parts.headers,
+                &route.method,
+                route.target,
+                headers,
                 body,
                 &mut Witnessed {
                     log: &mut *log,
@@ -239,7 +277,7 @@ impl Proxy {
         // Step 10: policy only after the signatures, so unauthenticated
         // callers learn nothing about it.
         self.policy
-            .check(&client, &verified, parts.method.as_str(), target)?;
+            .check(&client, &proof, route.method.as_str(), route.target)?;
 
         // A replay of a recorded proof is refused before the rate limit: it
         // is not its client's traffic, and must not take tokens from the
@@ -248,7 +286,7 @@ impl Proxy {
         // look gives its token back there. (Recording first instead would
         // consume the proof of a request refused with 429.) A client
         // without a bucket has nothing to protect, and skips the look.
-        if client.rate.is_some() && self.replay.seen(&verified).await? {
+        if client.rate.is_some() && self.replay.seen(&proof).await? {
             return Err(ReplayError::Replayed.into());
         }
 
@@ -262,9 +300,9 @@ impl Proxy {
 
         // The cache: what it holds for this request, fresh or to revalidate.
         let lookup = self.cache.lookup(
-            &parts.method,
-            target,
-            &parts.headers,
+            &route.method,
+            route.target,
+            headers,
             &credential,
             Instant::now(),
         );
@@ -272,14 +310,14 @@ impl Proxy {
         // The shared token's quota: answered here while GitHub would refuse
         // (a fresh cache hit does not ask GitHub).
         if !lookup.is_fresh() {
-            self.quota.check(target, self.clock.now())?;
+            self.quota.check(route.target, self.clock.now())?;
         }
 
         // Step 11: the replay record is written last, so only verified,
         // authorised requests can take room in the store; the store checks
         // freshness again with the `now` it records by (amendment 1). A
         // cached answer consumes the proof like a forwarded one.
-        if let Err(error) = auth::record(&self.replay, &verified).await {
+        if let Err(error) = auth::record(&self.replay, &proof).await {
             // A copy that raced the first one past the look above: copies
             // of one proof take one token between them.
             if error == ReplayError::Replayed {
@@ -287,37 +325,61 @@ impl Proxy {
             }
             return Err(error.into());
         }
+        Ok(Admitted {
+            route,
+            client,
+            proof,
+            credential,
+            lookup,
+            body,
+        })
+    }
+
+    /// An admitted request's answer: from the cache, or from GitHub.
+    async fn respond(
+        &self,
+        request: Admitted<'_>,
+        mut parts: http::request::Parts,
+        log: &mut RequestLog,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        let Admitted {
+            route,
+            client,
+            proof,
+            credential,
+            lookup,
+            body,
+        } = request;
 
         // A fresh entry is answered now; an identical GET already in flight
         // is waited for instead of asked again.
         let flight = match self
             .cache
-            .plan(lookup, &parts.method, self.upstream_timeout)
+            .plan(lookup, &route.method, self.upstream_timeout)
             .await
         {
             Plan::Answer(entry, outcome) => {
                 log.cache(outcome);
-                return Ok(self.cache.answer(&entry, outcome, head));
+                return Ok(self.cache.answer(&entry, outcome, route.head));
             }
             Plan::Forward(flight) => flight,
         };
-        let method = parts.method.clone();
         flight.add_validators(&mut parts.headers);
         // A write may change what any GET returns, whether its answer comes
         // back or not: held across the forward, this makes every stored
         // answer stale once the write is done, failed or abandoned.
-        let _write = self.cache.write(&method);
+        let _write = self.cache.write(&route.method);
 
         // §7: rewrite headers and forward; the response streams back.
         let forwarding = Instant::now();
         let response = self
             .forwarder
             .forward(Outgoing {
-                proof: &verified,
+                proof: &proof,
                 client: &client.name,
                 credential: &credential,
                 parts,
-                target,
+                target: route.target,
                 body: body.into(),
             })
             .await?;
@@ -328,7 +390,7 @@ impl Proxy {
             response.headers(),
         );
         self.quota.observe(
-            target,
+            route.target,
             response.status(),
             response.headers(),
             self.clock.now(),
