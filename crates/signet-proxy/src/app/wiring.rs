@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::app::server::StartError;
+use crate::auth::authenticate::ClientKeys;
 use crate::auth::clients::Clients;
 use crate::auth::replay::{connect_redis, ReplayStore};
 use crate::auth::revocation::Revocations;
@@ -53,10 +54,10 @@ pub fn wire(config: &Config) -> Result<Wired, StartError> {
     };
     let revocations = Arc::new(revocations);
     let credentials = Arc::new(Credentials::new(config.credential.clone())?);
+    let keys = ClientKeys::new(Arc::clone(&clients), Arc::clone(&revocations));
     let proxy = Arc::new(Proxy::new(
         config,
-        Arc::clone(&clients),
-        Arc::clone(&revocations),
+        Arc::new(keys),
         replay,
         rate,
         quota,

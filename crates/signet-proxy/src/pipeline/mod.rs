@@ -22,12 +22,11 @@ use hyper::body::Incoming;
 use signet_core::HEADER_NAME;
 
 use crate::auth::authenticate::{
-    self as auth, Authenticated, Authenticator, BodyLimits, ClientKeys, KeySource, Witness,
+    self as auth, Authenticated, Authenticator, BodyLimits, KeySource, Witness,
 };
-use crate::auth::clients::{Client, Clients};
+use crate::auth::clients::Client;
 use crate::auth::replay::ReplayError;
 use crate::auth::replay::ReplayStore;
-use crate::auth::revocation::Revocations;
 use crate::body::{BodyBudget, ProxyBody};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -81,12 +80,12 @@ impl crate::ingress::connection::Handler for Proxy {
 }
 
 impl Proxy {
-    /// Builds the handler from a validated configuration, the trusted
-    /// clients and a replay store.
+    /// Builds the handler from a validated configuration, where proofs'
+    /// keys are looked up (the keys file's clients: `ClientKeys`; a further
+    /// source is another `KeySource`) and a replay store.
     pub fn new(
         config: &Config,
-        clients: Arc<Clients>,
-        revocations: Arc<Revocations>,
+        keys: Arc<dyn KeySource<Identity = Arc<Client>>>,
         replay: ReplayStore,
         rate: RateLimiter,
         quota: QuotaGuard,
@@ -102,7 +101,7 @@ impl Proxy {
             upstream_timeout: config.upstream_timeout,
             metrics,
             quota: Arc::new(quota),
-            keys: Arc::new(ClientKeys::new(clients, revocations)),
+            keys,
             rate,
             auth: Authenticator::new(
                 config.limits(),
