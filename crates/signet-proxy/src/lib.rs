@@ -12,14 +12,14 @@
 //! | module | concern |
 //! |---|---|
 //! | [`app`] | the composition root: `wiring` (one path from a [`Config`] to the built proxy, for serving and `check-config`), the listener, runtimes, side listeners (admin API, `/metrics` and probes), the `demo` command; nothing imports it |
-//! | `pipeline` | the request path, stage by stage (`process`) |
+//! | `pipeline` | the request path, stage by stage (`process`), the per-request context and the request's record (its log line) |
 //! | [`ingress`] | the client connection (generic over a handler) and its timeouts, the target and method checks, `/healthz` `/readyz` |
 //! | [`auth`] | the one `authenticate` (steps 1–9 and 11 over a key source, for the proxy and the admin API), who is trusted (keys file), who is revoked, the replay store |
 //! | `policy` | credential routes, purposes and path rules, per-client rate limits |
 //! | `body` | request bodies in (bounded, timed; `RequestBody`), response bodies out (with the cache's `Tap` hook) |
 //! | [`upstream`] | the injected credential and its scopes, each upstream as a value (base URL, credential rendering, slots), forwarding, the pooled client; `upstream::api`: the REST API's cache, quota guard and pagination links |
 //! | `refusal` | every refusal → its JSON response, in one place |
-//! | [`observe`] | the JSON log line, the Prometheus registry, the cache outcome they record |
+//! | [`observe`] | the log writer and JSON format, the Prometheus registry, the cache outcome they record |
 //! | [`config`] | flags and environment → a validated [`Config`]; the configuration values the stages act on |
 //! | `grants` | what the keys file grants a client, parsed: allow rules, rate, GitHub scope |
 //! | `method`, `secret`, `clock` | the one method table; the redacted token and Redis URL; `now` |

@@ -11,6 +11,7 @@
 //! ```
 
 mod context;
+pub(crate) mod record;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +33,6 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingress::health;
 use crate::ingress::target;
-use crate::observe::logging::{LoggedBody, RequestLog};
 use crate::observe::metrics::Metrics;
 use crate::policy::rate::RateLimiter;
 use crate::policy::Policy;
@@ -42,6 +42,7 @@ use crate::upstream::api::quota::{self, QuotaGuard};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::forward::{ForwardSetupError, Forwarder, Outgoing};
 use context::{Admitted, Ingress, Route};
+use record::{LoggedBody, RequestLog};
 
 /// The body of every response: the proxy's own or the upstream's, with the
 /// request's log record, written when the body ends.

@@ -29,7 +29,7 @@ pub(super) fn install(per_second: u64) {
 
 /// Whether the record of an unauthenticated refusal may be written now;
 /// if not, it is counted for the next report.
-pub(super) fn admit() -> bool {
+pub(crate) fn admit() -> bool {
     INSTALLED.get().is_none_or(RefusalLimit::admit)
 }
 
