@@ -11,17 +11,23 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`app`] | the composition root: builds everything from a [`Config`], the listener, runtimes, side listeners (admin API, metrics), the `demo` command; nothing imports it |
-//! | `pipeline` | the request path, stage by stage |
-//! | [`ingress`] | the client connection and its timeouts, the target and method checks, `/healthz` `/readyz` |
-//! | [`auth`] | who is trusted (keys file), who is revoked, the replay store |
-//! | `policy` | purposes and path rules, per-client rate limits |
-//! | `body` | request bodies in (bounded, timed), response bodies out |
-//! | [`upstream`] | the injected credential and its scopes, forwarding, the pooled client; `upstream::api`: the REST API's cache, quota guard and pagination links |
+//! | [`app`] | the composition root: `wiring` (one path from a [`Config`] to the built proxy, for serving and `check-config`), the listener, runtimes, side listeners (admin API, `/metrics` and probes), the `demo` command; nothing imports it |
+//! | `pipeline` | the request path, stage by stage (`process`), the per-request context and the request's record (its log line) |
+//! | [`ingress`] | the client connection (generic over a handler) and its timeouts, the target and method checks, `/healthz` `/readyz` |
+//! | [`auth`] | the one `authenticate` (steps 1–9 and 11 over a key source, for the proxy and the admin API), who is trusted (keys file), who is revoked, the replay store |
+//! | `policy` | credential routes, purposes and path rules, per-client rate limits |
+//! | `body` | request bodies in (bounded, timed; `RequestBody`), response bodies out (with the cache's `Tap` hook) |
+//! | [`upstream`] | the injected credential and its scopes, each upstream as a value (base URL, credential rendering, slots), forwarding, the pooled client; `upstream::api`: the REST API's cache, quota guard and pagination links |
 //! | `refusal` | every refusal → its JSON response, in one place |
-//! | [`observe`] | the JSON log line and the Prometheus counters |
-//! | [`config`] | flags and environment → a validated [`Config`] |
-//! | `secret`, `clock` | the redacted token and Redis URL; `now` |
+//! | [`observe`] | the log writer and JSON format, the Prometheus registry, the cache outcome they record |
+//! | [`config`] | flags and environment → a validated [`Config`]; the configuration values the stages act on |
+//! | `grants` | what the keys file grants a client, parsed: allow rules, rate, GitHub scope |
+//! | `method`, `secret`, `clock` | the one method table; the redacted token and Redis URL; `now` |
+//!
+//! No import cycle between these modules (`tests/layout` checks it); the
+//! leaves come first: `clock`, `secret`, `method`, `grants`, `config`,
+//! `refusal`, `body`, `auth`, `observe`, `ingress`, `policy`, `upstream`,
+//! `pipeline`, `app`.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -29,7 +35,9 @@ pub mod auth;
 pub(crate) mod body;
 pub(crate) mod clock;
 pub mod config;
+pub(crate) mod grants;
 pub mod ingress;
+pub(crate) mod method;
 pub mod observe;
 pub(crate) mod pipeline;
 pub(crate) mod policy;

@@ -8,11 +8,10 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
 use signet_core::{ErrorCode, ParseError, VerifyError};
 
-use crate::auth::replay::ReplayError;
-use crate::body::ProxyBody;
-use crate::ingress::target;
+use crate::method;
 
 /// Why a request was not forwarded (or failed upstream).
 #[derive(Debug, Clone)]
@@ -65,13 +64,15 @@ impl Refusal {
     }
 
     /// The JSON response; a `HEAD` gets the same status and headers
-    /// (`Content-Length` included), no body.
-    pub fn into_response(self, head: bool) -> Response<ProxyBody> {
+    /// (`Content-Length` included), no body. The body is a plain in-memory
+    /// one, so this module needs none of the proxy's body types: callers
+    /// wrap it (`ProxyBody::from`).
+    pub fn into_response(self, head: bool) -> Response<Full<Bytes>> {
         let json = self.json();
         let length = HeaderValue::from(json.len());
         let body = if head { Bytes::new() } else { json };
         let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut response = Response::new(ProxyBody::full(body));
+        let mut response = Response::new(Full::new(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -80,7 +81,7 @@ impl Refusal {
             headers.insert(WWW_AUTHENTICATE, challenge(self.code));
         }
         if self.code == ErrorCode::MethodNotAllowed {
-            headers.insert(ALLOW, HeaderValue::from_static(target::ALLOWED_METHODS));
+            headers.insert(ALLOW, HeaderValue::from_static(method::ALLOW_HEADER));
         }
         if let Some(seconds) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
@@ -125,24 +126,12 @@ impl From<VerifyError> for Refusal {
     }
 }
 
-impl From<ReplayError> for Refusal {
-    fn from(error: ReplayError) -> Self {
-        match &error {
-            ReplayError::Replayed => Refusal::new(ErrorCode::ReplayDetected),
-            ReplayError::Stale => Refusal::new(ErrorCode::ClockSkew).with_detail(error.to_string()),
-            ReplayError::Unavailable(why) => {
-                Refusal::new(ErrorCode::ReplayStoreUnavailable).with_detail(why.clone())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt as _;
 
-    async fn body_of(response: Response<ProxyBody>) -> String {
+    async fn body_of(response: Response<Full<Bytes>>) -> String {
         let bytes = response
             .into_body()
             .collect()

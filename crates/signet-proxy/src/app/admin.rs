@@ -24,18 +24,19 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use signet_core::{BodyDigest, ErrorCode, RequestParts, Verifier, VerifyError, VerifyingKey};
+use signet_core::{ErrorCode, VerifyingKey};
 use tokio::net::TcpListener;
 
+use crate::auth::authenticate::{self as auth, AdminKey, Authenticated, Authenticator, BodyLimits};
 use crate::auth::clients::Clients;
 use crate::auth::revocation::{Revocation, Revocations};
-use crate::body::{self, BodyBudget, ProxyBody};
+use crate::body::{BodyBudget, ProxyBody};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingress::connection::Timeouts;
 use crate::ingress::target;
 use crate::observe::metrics::Metrics;
-use crate::pipeline::{proof_header, Proxy};
+use crate::pipeline::Proxy;
 use crate::refusal::Refusal;
 
 /// The purpose every admin proof must be bound to.
@@ -47,11 +48,11 @@ const MAX_BODY: u64 = 16 * 1024;
 /// The admin API's state.
 #[derive(Debug)]
 pub struct Admin {
-    key: VerifyingKey,
-    verifier: Verifier,
+    /// The admin key, less revoked ephemeral keys.
+    key: AdminKey,
+    auth: Authenticator,
     /// The proxy, for its replay store.
     proxy: Arc<Proxy>,
-    budget: BodyBudget,
     clock: Clock,
     clients: Arc<Clients>,
     revocations: Arc<Revocations>,
@@ -78,11 +79,18 @@ impl Admin {
         revocations: Arc<Revocations>,
     ) -> Self {
         Admin {
-            key,
-            verifier: Verifier::new([], config.limits()),
+            key: AdminKey::new(key, Arc::clone(&revocations)),
+            auth: Authenticator::new(
+                config.limits(),
+                config.clock.clone(),
+                BodyLimits {
+                    max: MAX_BODY,
+                    timeout: Some(Duration::from_secs(10)),
+                    budget: BodyBudget::new(MAX_BODY * 16),
+                },
+            ),
             metrics: Arc::clone(proxy.metrics()),
             proxy,
-            budget: BodyBudget::new(MAX_BODY * 16),
             clock: config.clock.clone(),
             clients,
             revocations,
@@ -100,7 +108,7 @@ impl Admin {
                     detail = refusal.detail.as_deref().unwrap_or_default(),
                     "admin request refused"
                 );
-                refusal.into_response(head)
+                refusal.into_response(head).map(ProxyBody::from)
             }
         }
     }
@@ -112,31 +120,30 @@ impl Admin {
         let (parts, body) = request.into_parts();
         let target = target::origin_form(&parts.uri)?;
         target::allowed_method(&parts.method)?;
-        let proof = proof_header(&parts.headers)?;
-        // "Trusted (and not revoked)", as on the proxy's port: before the
-        // binding cache is consulted. The admin is no keys-file client, so
-        // only its ephemeral keys can be revoked; the admin key itself is
-        // replaced by changing --admin-key.
-        let now = self.clock.now();
-        if self.revocations.is_ephemeral_key_revoked(&proof.ek, now) {
-            return Err(Refusal::from(VerifyError::UnknownKey).with_detail("revoked"));
-        }
-        // Any key but the admin key is unknown here; the rest of steps 4–6
-        // answer as for any proof.
-        let checked = self.verifier.check_key(&self.key, &proof, now)?;
-        let body = body::read(body, MAX_BODY, Some(Duration::from_secs(10)), &self.budget).await?;
-        let verified = checked.verify(&RequestParts {
-            method: parts.method.as_str(),
-            target,
-            body_digest: BodyDigest::of(&body.bytes),
-        })?;
+        // Steps 1–9 as on the proxy's port, with the admin key as the one
+        // trusted key.
+        let Authenticated {
+            proof: verified,
+            body,
+            ..
+        } = self
+            .auth
+            .verify(
+                &self.key,
+                &parts.method,
+                target,
+                &parts.headers,
+                body,
+                &mut (),
+            )
+            .await?;
         if verified.purpose().as_str() != ADMIN_PURPOSE {
             return Err(Refusal::new(ErrorCode::PurposeMismatch)
                 .with_detail("admin proofs are bound to purpose admin"));
         }
         // The proxy's store (Redis when configured): a proof taken by one
         // replica's admin API is a replay on every other one.
-        self.proxy.replay().record(&verified).await?;
+        auth::record(self.proxy.replay(), &verified).await?;
 
         let path = parts.uri.path();
         match (&parts.method, path) {

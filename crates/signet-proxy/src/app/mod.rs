@@ -4,48 +4,38 @@
 //! - `server`: the listener (accept loop, connection limit, graceful
 //!   shutdown) and the background tasks (keys-file watch, revocation
 //!   refresh, quota sync);
+//! - `wiring`: the one path from a `Config` to the built proxy, used by
+//!   serving and by `check-config`;
 //! - [`serving`]: which threads serve (`--runtime`);
-//! - `side`, `admin`: the small listeners beside the proxy's own (the admin
-//!   API; the metrics use one too);
+//! - `side`, `admin`, `metrics`: the small listeners beside the proxy's own
+//!   (the admin API; `/metrics` and the probes);
 //! - `demo`: the `demo` command (the default `demo` feature), against the
 //!   GitHub API stand-in of the `signet-standin` crate.
 
 pub(crate) mod admin;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub(crate) mod metrics;
 pub(crate) mod server;
 pub mod serving;
 pub(crate) mod side;
+pub(crate) mod wiring;
 
-use crate::auth::clients;
-use crate::auth::replay::ReplayStore;
-use crate::auth::revocation;
 use crate::config::Config;
-use crate::upstream::{credentials, forward};
 use server::{shutdown_signal, Server, StartError};
+use wiring::{wire, Wired};
 
 /// Everything serving would check before it binds a port — keys file,
-/// upstream TLS setup, Redis URL — without binding one (`check-config`).
+/// upstream TLS setup, Redis URL — without binding one (`check-config`):
+/// the same wiring as serving (`wiring::wire`), stopped before the ports.
 /// Returns a one-line summary.
 pub async fn check_config(config: &Config) -> Result<String, StartError> {
-    let clients = clients::Clients::load(
-        config.master_keys.clone(),
-        config.keys_file.clone(),
-        config.credential.can_scope(),
-        config.admin_key,
-    )?;
-    let credentials =
-        std::sync::Arc::new(credentials::Credentials::new(config.credential.clone())?);
-    forward::Forwarder::new(config, credentials)?;
-    let replay = ReplayStore::for_config(config)?;
-    if config.redis_url.is_none() {
-        revocation::Revocations::memory(config.revocations_file.clone())?;
-    }
+    let Wired { clients, proxy, .. } = wire(config)?;
     Ok(format!(
         "{} trusted client(s), upstream {}, replay store {}",
         clients.current().len(),
         config.upstream.base_url(),
-        replay.kind()
+        proxy.replay().kind()
     ))
 }
 

@@ -19,18 +19,17 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::app::admin::{self, Admin};
-use crate::app::serving::Serving;
+use crate::app::wiring::{wire, Wired};
 use crate::auth::clients::{Clients, KeysFileError};
-use crate::auth::replay::{connect_redis, RedisSetupError, ReplayStore};
+use crate::auth::replay::RedisSetupError;
 use crate::auth::revocation::{RevocationError, Revocations};
 use crate::config::Config;
+use crate::config::Serving;
 use crate::ingress::connection::{self, Timeouts};
-use crate::observe::metrics::{self, Metrics};
+use crate::observe::metrics::Metrics;
 use crate::pipeline::Proxy;
-use crate::policy::rate::RateLimiter;
 use crate::refusal::Refusal;
-use crate::upstream::api::quota::QuotaGuard;
-use crate::upstream::credentials::{CredentialError, Credentials};
+use crate::upstream::credentials::CredentialError;
 use crate::upstream::forward::ForwardSetupError;
 
 /// Why the server could not start.
@@ -83,36 +82,11 @@ impl Server {
     /// Binds `config.listen` (port 0 picks a free port), with the replay
     /// store the configuration asks for.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
-        let clients = Arc::new(Clients::load(
-            config.master_keys.clone(),
-            config.keys_file.clone(),
-            config.credential.can_scope(),
-            config.admin_key,
-        )?);
-        let replay = ReplayStore::for_config(config)?;
-        let (rate, revocations, quota) = match &config.redis_url {
-            Some(_) => (
-                RateLimiter::redis(connect_redis(config)?, config.redis_timeout),
-                Revocations::redis(connect_redis(config)?, config.redis_timeout),
-                QuotaGuard::shared(connect_redis(config)?, config.redis_timeout),
-            ),
-            None => (
-                RateLimiter::local(),
-                Revocations::memory(config.revocations_file.clone())?,
-                QuotaGuard::default(),
-            ),
-        };
-        let revocations = Arc::new(revocations);
-        let credentials = Arc::new(Credentials::new(config.credential.clone())?);
-        let proxy = Arc::new(Proxy::new(
-            config,
-            Arc::clone(&clients),
-            Arc::clone(&revocations),
-            replay,
-            rate,
-            quota,
-            credentials,
-        )?);
+        let Wired {
+            clients,
+            revocations,
+            proxy,
+        } = wire(config)?;
         let admin = match (config.admin_listen, config.admin_key) {
             (Some(addr), Some(key)) => {
                 let listener = TcpListener::bind(addr)
@@ -213,7 +187,7 @@ impl Server {
             )))
         });
         let _metrics = self.metrics_listener.map(|listener| {
-            AbortOnDrop(tokio::spawn(metrics::serve(
+            AbortOnDrop(tokio::spawn(crate::app::metrics::serve(
                 listener,
                 Arc::clone(&self.proxy),
                 self.timeouts,

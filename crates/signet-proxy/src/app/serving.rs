@@ -22,15 +22,7 @@ use std::thread::JoinHandle;
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::sync::oneshot;
 
-/// How requests are spread over the machine's cores.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Serving {
-    /// One single-threaded runtime per core, each with its own listener.
-    PerCore,
-    /// One multi-threaded, work-stealing runtime.
-    #[default]
-    MultiThread,
-}
+pub use crate::config::Serving;
 
 /// The runtimes of a serving model: the one `main` blocks on, and for
 /// `per-core` one more per further core, each driven by its own thread.

@@ -29,9 +29,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use signet_core::{key_id, parse_public_key_hex, Purpose, VerifyingKey};
 
-use crate::policy::rate::Rate;
-use crate::policy::Rule;
-use crate::upstream::scope::{GitHubScope, ScopeEntry};
+use crate::grants::{GitHubScope, Rate, Rule, ScopeEntry};
 
 /// One trusted master key and what it may do.
 #[derive(Debug, Clone)]

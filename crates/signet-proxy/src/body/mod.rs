@@ -16,8 +16,35 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use crate::refusal::Refusal;
-use crate::upstream::api::cache::Recorder;
-use crate::upstream::forward::UpstreamSlot;
+
+/// What a response body feeds as it is read from the upstream (the cache
+/// implements it to keep a cacheable answer): the body module knows only
+/// this hook, not the cache.
+pub trait Tap: Send + 'static {
+    /// A chunk arrived. `false` once the tap wants no more: the rest of the
+    /// body is streamed to the client untapped.
+    fn push(&mut self, chunk: &Bytes) -> bool;
+    /// The body ended whole.
+    fn finish(&mut self);
+}
+
+/// What a streamed response holds until its body ends: the upstream
+/// slot and its client's share of the slots, released as the body drops.
+#[derive(Debug)]
+pub struct Held {
+    _slot: OwnedSemaphorePermit,
+    _share: OwnedSemaphorePermit,
+}
+
+impl Held {
+    /// Holds `slot` and `share` for as long as the body lives.
+    pub fn new(slot: OwnedSemaphorePermit, share: OwnedSemaphorePermit) -> Self {
+        Held {
+            _slot: slot,
+            _share: share,
+        }
+    }
+}
 
 /// The body of every response the proxy sends: a small in-memory body
 /// (health, refusals) or the upstream's body, streamed frame by frame.
@@ -46,7 +73,7 @@ struct Streamed {
     waiting: bool,
     /// The request's upstream slot (and its client's share), held until the
     /// body ends.
-    _slot: Option<UpstreamSlot>,
+    _slot: Option<Held>,
 }
 
 impl Streamed {
@@ -148,7 +175,7 @@ impl ReadAhead {
 /// fails, the recorder gives up, or the client goes.
 async fn read_ahead(
     mut streamed: Streamed,
-    mut recorder: Box<Recorder>,
+    mut recorder: Box<dyn Tap>,
     frames: mpsc::UnboundedSender<Ahead>,
 ) {
     loop {
@@ -197,7 +224,7 @@ impl ProxyBody {
     /// upstream sends nothing for `stall_limit` while we wait on it, the
     /// body ends in an error, so the client sees a truncated response
     /// instead of a connection held open forever.
-    pub fn streamed(body: Incoming, stall_limit: Duration, slot: Option<UpstreamSlot>) -> Self {
+    pub fn streamed(body: Incoming, stall_limit: Duration, slot: Option<Held>) -> Self {
         ProxyBody(Kind::Streamed(Streamed {
             body,
             stall_limit,
@@ -210,7 +237,7 @@ impl ProxyBody {
     /// The same body, kept for the cache (stored only if it ends whole):
     /// read from the upstream ahead of the client, up to the entry limit.
     /// In-memory bodies are unchanged; outside a runtime, nothing is kept.
-    pub fn recorded(self, recorder: Recorder) -> Self {
+    pub fn recorded(self, recorder: impl Tap) -> Self {
         match self.0 {
             Kind::Streamed(streamed) => {
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -231,6 +258,13 @@ impl ProxyBody {
             }
             other => ProxyBody(other),
         }
+    }
+}
+
+impl From<Full<Bytes>> for ProxyBody {
+    /// An in-memory body built elsewhere (a refusal's).
+    fn from(full: Full<Bytes>) -> Self {
+        ProxyBody(Kind::Full(full))
     }
 }
 
@@ -335,6 +369,21 @@ pub struct BufferedBody {
     /// Exactly the bytes that are hashed and forwarded.
     pub bytes: Bytes,
     _budget: Option<OwnedSemaphorePermit>,
+}
+
+/// A request body on its way upstream. One kind today: read whole, since
+/// the request signature covers its digest. A body that streams (git's
+/// packs) is one more variant, not a rewrite.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Read whole and verified; its budget share is held while it lives.
+    Buffered(BufferedBody),
+}
+
+impl From<BufferedBody> for RequestBody {
+    fn from(body: BufferedBody) -> Self {
+        RequestBody::Buffered(body)
+    }
 }
 
 /// Reads a whole request body (spec §5 step 7): refused up front when its

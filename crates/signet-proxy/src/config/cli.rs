@@ -5,7 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::app::serving::Serving;
+use crate::config::Serving;
 
 /// signet-proxy: a reverse proxy for the GitHub API that verifies Signet
 /// proofs offline and injects one shared GitHub token.
@@ -81,7 +81,7 @@ pub struct Args {
     /// Most log records per second of refusals no verified key stands behind (malformed or
     /// unknown proofs, bad signatures, stale times) and of replays; the rest are counted and
     /// reported once a second as "refusals not logged" (0 = log every one).
-    #[arg(global = true, long, env = "SIGNET_REFUSAL_LOG_LIMIT", default_value_t = crate::observe::logging::DEFAULT_REFUSAL_LOG_LIMIT)]
+    #[arg(global = true, long, env = "SIGNET_REFUSAL_LOG_LIMIT", default_value_t = crate::config::DEFAULT_REFUSAL_LOG_LIMIT)]
     pub refusal_log_limit: u64,
 
     /// Health check endpoint (GET or HEAD, no proof needed).

@@ -5,6 +5,9 @@
 //! exits non-zero. Tests build `Config` values directly with [`Config::new`].
 
 pub mod cli;
+mod values;
+
+pub use values::{AppCredential, CredentialSource, Serving, DEFAULT_REFUSAL_LOG_LIMIT};
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
@@ -14,10 +17,8 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
 use signet_core::{parse_public_key_hex, Limits, Purpose, VerifyingKey};
 
-use crate::app::serving::Serving;
 use crate::clock::Clock;
 use crate::secret::{GitHubToken, RedisUrl};
-use crate::upstream::credentials::{AppCredential, CredentialSource};
 use crate::Args;
 
 /// Everything the proxy needs to run, already validated.
@@ -251,7 +252,7 @@ impl Config {
             max_body_size: 1024 * 1024,
             body_buffer_budget: 32 * 1024 * 1024,
             max_connections: 1024,
-            refusal_log_limit: crate::observe::logging::DEFAULT_REFUSAL_LOG_LIMIT,
+            refusal_log_limit: DEFAULT_REFUSAL_LOG_LIMIT,
             upstream_timeout: Duration::from_secs(30),
             upstream_concurrency: 100,
             upstream_concurrency_per_client: None,

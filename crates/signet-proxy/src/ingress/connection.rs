@@ -52,7 +52,21 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::{Instant, Sleep};
 
-use crate::pipeline::Proxy;
+/// What answers the requests of the proxy's port: the pipeline implements
+/// it, so the connection knows nothing of what happens to a request.
+pub trait Handler: Send + Sync + 'static {
+    /// The responses' body.
+    type Body: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+
+    /// Answers one request from `peer`.
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
+}
 
 /// The largest request header section (request line and headers), bytes;
 /// hyper answers 431 beyond it.
@@ -263,10 +277,10 @@ impl ConnState {
 /// Serves one connection of the proxy's port until it closes, a phase
 /// deadline passes, or `shutdown` fires (then in-flight requests finish and
 /// keep-alive ends).
-pub async fn serve(
+pub async fn serve<H: Handler>(
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    proxy: Arc<Proxy>,
+    proxy: Arc<H>,
     timeouts: Timeouts,
     shutdown: watch::Receiver<bool>,
 ) {

@@ -12,9 +12,9 @@ use signet_core::ErrorCode;
 use crate::refusal::Refusal;
 
 /// The methods that are forwarded, in the form of an `Allow` header value
-/// for the 405 that [`allowed_method`] causes. Kept in step with
-/// [`allowed_method`] by a unit test.
-pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+/// for the 405 that [`allowed_method`] causes (from the one method table,
+/// `crate::method`).
+pub use crate::method::ALLOW_HEADER as ALLOWED_METHODS;
 
 /// How much of a refused method goes into the log detail: the method is
 /// client-controlled and may be arbitrarily long.
@@ -55,10 +55,10 @@ pub fn origin_form(uri: &Uri) -> Result<&str, Refusal> {
 /// method, not `GET`, and is refused like `TRACE` (which would echo the
 /// injected token back) or `CONNECT`.
 pub fn allowed_method(method: &Method) -> Result<(), Refusal> {
-    match method.as_str() {
-        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => Ok(()),
-        other => {
-            let shown: String = other.chars().take(METHOD_DETAIL_MAX).collect();
+    match crate::method::forwarded(method.as_str()) {
+        Some(_) => Ok(()),
+        None => {
+            let shown: String = method.as_str().chars().take(METHOD_DETAIL_MAX).collect();
             Err(Refusal::new(ErrorCode::MethodNotAllowed)
                 .with_detail(format!("method {shown:?} not allowed")))
         }

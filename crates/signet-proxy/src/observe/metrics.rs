@@ -1,19 +1,16 @@
 //! Prometheus metrics, served at `GET /metrics` on `--metrics-listen` (off
 //! unless set; unauthenticated like every Prometheus target, so bind it to
 //! a private address). OpenMetrics text from the `prometheus-client` crate.
-//! The same listener answers the health checks, so probes pointed at it
-//! still get through when the proxy's own port is at `--max-connections`.
+//! The listener is `app::metrics`; this module is the registry only.
 //!
 //! Labels are bounded: `client` is a keys-file name, `key:<id>` of a
 //! `--master-key`, or `-` before a signature verified; `method` is one of
 //! the seven or `OTHER`; `status` a three-digit code; `code` a spec code.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -21,12 +18,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use signet_core::ErrorCode;
-use tokio::net::TcpListener;
-
-use crate::body::ProxyBody;
-use crate::ingress::connection::Timeouts;
-use crate::ingress::health;
-use crate::pipeline::Proxy;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -220,16 +211,7 @@ impl Metrics {
         code: Option<ErrorCode>,
         total: Duration,
     ) {
-        let method: &'static str = match method.as_str() {
-            "GET" => "GET",
-            "HEAD" => "HEAD",
-            "POST" => "POST",
-            "PUT" => "PUT",
-            "PATCH" => "PATCH",
-            "DELETE" => "DELETE",
-            "OPTIONS" => "OPTIONS",
-            _ => "OTHER",
-        };
+        let method = crate::method::forwarded(method.as_str()).unwrap_or("OTHER");
         self.requests
             .get_or_create(&RequestLabels {
                 client: client.unwrap_or("-").to_owned(),
@@ -268,8 +250,15 @@ impl Metrics {
         }
     }
 
-    /// The upstream answered: its status and the shared token's quota.
-    pub fn upstream_response(&self, status: StatusCode, headers: &HeaderMap) {
+    /// The upstream answered: its status and the shared token's quota for
+    /// `resource` (GitHub's `X-RateLimit-Resource`, as the quota guard reads
+    /// it; `core` when it names none).
+    pub fn upstream_response(
+        &self,
+        status: StatusCode,
+        resource: Option<&str>,
+        headers: &HeaderMap,
+    ) {
         self.upstream_responses
             .get_or_create(&StatusLabels {
                 status: status.as_u16(),
@@ -281,9 +270,7 @@ impl Metrics {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<i64>().ok())
         };
-        let resource = crate::upstream::api::quota::resource_header(headers)
-            .unwrap_or("core")
-            .to_owned();
+        let resource = resource.unwrap_or("core").to_owned();
         if let Some(remaining) = number("x-ratelimit-remaining") {
             self.ratelimit_remaining
                 .get_or_create(&ResourceLabels {
@@ -299,13 +286,13 @@ impl Metrics {
     }
 
     /// The cache answered a request.
-    pub fn cache_answered(&self, outcome: crate::upstream::api::cache::Outcome) {
+    pub fn cache_answered(&self, outcome: crate::observe::CacheOutcome) {
         self.cache_responses
             .get_or_create(&ResultLabels {
                 result: outcome.as_str(),
             })
             .inc();
-        if outcome != crate::upstream::api::cache::Outcome::Miss {
+        if outcome != crate::observe::CacheOutcome::Miss {
             self.cache_quota_saved.inc();
         }
     }
@@ -347,46 +334,4 @@ impl Metrics {
         }
         text
     }
-}
-
-/// Serves, on `listener` until the task is dropped: `GET /metrics`, and the
-/// health checks as the proxy's own port answers them (`GET`/`HEAD` on
-/// `--health-path` and `/readyz`); anything else is 404. Its connections
-/// are held to `timeouts` as [`crate::app::side`] caps them.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts) {
-    crate::app::side::serve(
-        listener,
-        timeouts,
-        move |request: Request<hyper::body::Incoming>| {
-            let proxy = Arc::clone(&proxy);
-            async move {
-                let (method, path) = (request.method(), request.uri().path());
-                let head = method == Method::HEAD;
-                let mut response = if path == "/metrics" && method == Method::GET {
-                    let mut response = Response::new(ProxyBody::full(proxy.metrics().encode()));
-                    response.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static(
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        ),
-                    );
-                    response
-                } else if health::matches(method, path, proxy.health_path()) {
-                    health::response(head)
-                } else if health::matches(method, path, health::READY_PATH) {
-                    health::readiness(proxy.ready().await, head)
-                } else {
-                    let mut response = Response::new(ProxyBody::full(Bytes::new()));
-                    *response.status_mut() = StatusCode::NOT_FOUND;
-                    response
-                };
-                response.headers_mut().insert(
-                    http::header::CACHE_CONTROL,
-                    http::HeaderValue::from_static("no-store"),
-                );
-                response
-            }
-        },
-    )
-    .await;
 }

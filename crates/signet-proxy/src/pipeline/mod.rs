@@ -1,5 +1,7 @@
-//! The request pipeline: one function that reads top to bottom as the spec's
-//! stages, each implemented in its own module.
+//! The request pipeline: `process` and its three stages — `ingress`,
+//! `admit`, `respond` — read top to bottom as the spec's steps, each
+//! implemented in its own module; what they learn travels in the
+//! per-request context (`context`).
 //!
 //! ```text
 //! target form → method → health → parse proof → cheap checks → read body
@@ -8,35 +10,39 @@
 //!   the cache) → log
 //! ```
 
+mod context;
+pub(crate) mod record;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{Entry, AUTHORIZATION};
-use http::{HeaderMap, HeaderName, Method, Request, Response};
+use http::{HeaderMap, HeaderName, Method, Request, Response, Uri};
 use hyper::body::Incoming;
-use signet_core::{
-    BodyDigest, ErrorCode, ProofHeader, RequestParts, Verifier, VerifyError, HEADER_NAME,
-};
+use signet_core::HEADER_NAME;
 
-use crate::auth::clients::Clients;
+use crate::auth::authenticate::{
+    self as auth, Authenticated, Authenticator, BodyLimits, KeySource, Witness,
+};
+use crate::auth::clients::Client;
 use crate::auth::replay::ReplayError;
 use crate::auth::replay::ReplayStore;
-use crate::auth::revocation::Revocations;
-use crate::body::{self, BodyBudget, ProxyBody};
+use crate::body::{BodyBudget, ProxyBody};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingress::health;
 use crate::ingress::target;
-use crate::observe::logging::{LoggedBody, RequestLog};
 use crate::observe::metrics::Metrics;
 use crate::policy::rate::RateLimiter;
 use crate::policy::Policy;
 use crate::refusal::Refusal;
 use crate::upstream::api::cache::{Cache, Plan};
-use crate::upstream::api::quota::QuotaGuard;
+use crate::upstream::api::quota::{self, QuotaGuard};
 use crate::upstream::credentials::Credentials;
-use crate::upstream::forward::{ForwardSetupError, Forwarder};
+use crate::upstream::forward::{ForwardSetupError, Forwarder, Outgoing};
+use context::{Admitted, Ingress, Route};
+use record::{LoggedBody, RequestLog};
 
 /// The body of every response: the proxy's own or the upstream's, with the
 /// request's log record, written when the body ends.
@@ -49,29 +55,38 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     quota: Arc<QuotaGuard>,
     credentials: Arc<Credentials>,
-    clients: Arc<Clients>,
-    revocations: Arc<Revocations>,
+    /// Where proofs' keys are looked up: the keys file's clients today.
+    keys: Arc<dyn KeySource<Identity = Arc<Client>>>,
     rate: RateLimiter,
-    verifier: Verifier,
+    auth: Authenticator,
     replay: ReplayStore,
     policy: Policy,
     forwarder: Forwarder,
     clock: Clock,
     health_path: String,
-    max_body_size: u64,
-    body_budget: BodyBudget,
-    read_timeout: Option<Duration>,
     cache: Cache,
     upstream_timeout: Duration,
 }
 
+impl crate::ingress::connection::Handler for Proxy {
+    type Body = ResponseBody;
+
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send {
+        Proxy::handle(self, request, peer)
+    }
+}
+
 impl Proxy {
-    /// Builds the handler from a validated configuration, the trusted
-    /// clients and a replay store.
+    /// Builds the handler from a validated configuration, where proofs'
+    /// keys are looked up (the keys file's clients: `ClientKeys`; a further
+    /// source is another `KeySource`) and a replay store.
     pub fn new(
         config: &Config,
-        clients: Arc<Clients>,
-        revocations: Arc<Revocations>,
+        keys: Arc<dyn KeySource<Identity = Arc<Client>>>,
         replay: ReplayStore,
         rate: RateLimiter,
         quota: QuotaGuard,
@@ -87,21 +102,23 @@ impl Proxy {
             upstream_timeout: config.upstream_timeout,
             metrics,
             quota: Arc::new(quota),
-            clients,
-            revocations,
+            keys,
             rate,
-            // The trusted keys live in `clients`, swappable at reload; the
-            // verifier keeps only the limits and the binding cache.
-            verifier: Verifier::new([], config.limits()),
+            auth: Authenticator::new(
+                config.limits(),
+                config.clock.clone(),
+                BodyLimits {
+                    max: config.max_body_size,
+                    timeout: config.read_timeout,
+                    budget: BodyBudget::new(config.body_buffer_budget),
+                },
+            ),
             replay,
             policy: Policy::new(config.allowed_purposes.clone()),
             credentials: Arc::clone(&credentials),
             forwarder: Forwarder::new(config, credentials)?,
             clock: config.clock.clone(),
             health_path: config.health_path.clone(),
-            max_body_size: config.max_body_size,
-            body_budget: BodyBudget::new(config.body_buffer_budget),
-            read_timeout: config.read_timeout,
         })
     }
 
@@ -166,7 +183,7 @@ impl Proxy {
             Ok(response) => response,
             Err(refusal) => {
                 log.refused(&refusal);
-                refusal.into_response(head)
+                refusal.into_response(head).map(ProxyBody::from)
             }
         };
         let status = response.status();
@@ -182,72 +199,85 @@ impl Proxy {
         log: &mut RequestLog,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let (mut parts, body) = request.into_parts();
-        let head = parts.method == Method::HEAD;
         let uri = std::mem::take(&mut parts.uri);
+        let route = match self.ingress(&parts.method, &uri, log).await? {
+            Ingress::Answered(response) => return Ok(response),
+            Ingress::Route(route) => route,
+        };
+        let request = self.admit(route, &parts.headers, body, log).await?;
+        self.respond(request, parts, log).await
+    }
+
+    /// The checks before any proof work: target form, method, health.
+    async fn ingress<'u>(
+        &self,
+        method: &Method,
+        uri: &'u Uri,
+        log: &mut RequestLog,
+    ) -> Result<Ingress<'u>, Refusal> {
+        let head = *method == Method::HEAD;
 
         // Target form comes before every §5 step, so nothing below ever sees
         // an absolute URL, a target that could name another host, or a
         // dot-segment an upstream might resolve to another resource.
-        let target = target::origin_form(&uri)?;
+        let target = target::origin_form(uri)?;
 
         // Then the method (amendment 1): TRACE would echo the injected token,
         // CONNECT is rewritten to authority-form by HTTP clients.
-        target::allowed_method(&parts.method)?;
+        target::allowed_method(method)?;
 
         // Health needs no proof; it is answered before any proof work.
-        if health::matches(&parts.method, uri.path(), &self.health_path) {
+        if health::matches(method, uri.path(), &self.health_path) {
             log.health();
-            return Ok(health::response(head));
+            return Ok(Ingress::Answered(health::response(head)));
         }
-        if health::matches(&parts.method, uri.path(), health::READY_PATH) {
+        if health::matches(method, uri.path(), health::READY_PATH) {
             log.health();
-            return Ok(health::readiness(self.ready().await, head));
+            return Ok(Ingress::Answered(health::readiness(
+                self.ready().await,
+                head,
+            )));
         }
-
-        // Steps 1–2: syntax only, no key lookups or crypto yet.
-        let proof = proof_header(&parts.headers)?;
-
-        // Steps 3–6: table lookup and integer compares, before reading a
-        // body or checking a signature.
-        let now = self.clock.now();
-        let client = match self.clients.current().get(&proof.mk) {
-            Some(client) => Arc::clone(client),
-            None => return Err(VerifyError::UnknownKey.into()),
-        };
-        // "Trusted (and not revoked)": before the binding cache is consulted.
-        if self.revocations.is_revoked(&client.name, &proof.ek, now) {
-            return Err(Refusal::from(VerifyError::UnknownKey).with_detail("revoked"));
-        }
-        let checked = self.verifier.check_key(&client.key, &proof, now)?;
-        // Only claimed: nothing has been verified yet.
-        log.claimed(&client);
-
-        // Step 7: the body is read (bounded, and within the global budget,
-        // since nothing is authenticated yet) before the signatures because
-        // the request signature covers its digest.
-        let body = body::read(
-            body,
-            self.max_body_size,
-            self.read_timeout,
-            &self.body_budget,
-        )
-        .await?;
-
-        // Steps 8–9: binding signature (cached), then request signature.
-        let verifying = Instant::now();
-        let verified = checked.verify(&RequestParts {
-            method: parts.method.as_str(),
+        Ok(Ingress::Route(Route {
+            method: method.clone(),
             target,
-            body_digest: BodyDigest::of(&body.bytes),
-        });
-        self.metrics.stage("verify", verifying.elapsed());
-        let verified = verified?;
-        log.verified(&client);
+            head,
+        }))
+    }
+
+    /// Steps 1–11 with the product's checks between verify and record:
+    /// authenticated, allowed, within its limits, its proof spent.
+    async fn admit<'r>(
+        &self,
+        route: Route<'r>,
+        headers: &HeaderMap,
+        body: Incoming,
+        log: &mut RequestLog,
+    ) -> Result<Admitted<'r>, Refusal> {
+        // Steps 1–9: proof, key, cheap checks, body, both signatures.
+        let Authenticated {
+            identity: client,
+            proof,
+            body,
+        } = self
+            .auth
+            .verify(
+                &*self.keys,
+                &route.method,
+                route.target,
+                headers,
+                body,
+                &mut Witnessed {
+                    log: &mut *log,
+                    metrics: &self.metrics,
+                },
+            )
+            .await?;
 
         // Step 10: policy only after the signatures, so unauthenticated
         // callers learn nothing about it.
         self.policy
-            .check(&client, &verified, parts.method.as_str(), target)?;
+            .check(&client, &proof, route.method.as_str(), route.target)?;
 
         // A replay of a recorded proof is refused before the rate limit: it
         // is not its client's traffic, and must not take tokens from the
@@ -256,7 +286,7 @@ impl Proxy {
         // look gives its token back there. (Recording first instead would
         // consume the proof of a request refused with 429.) A client
         // without a bucket has nothing to protect, and skips the look.
-        if client.rate.is_some() && self.replay.seen(&verified).await? {
+        if client.rate.is_some() && self.replay.seen(&proof).await? {
             return Err(ReplayError::Replayed.into());
         }
 
@@ -270,9 +300,9 @@ impl Proxy {
 
         // The cache: what it holds for this request, fresh or to revalidate.
         let lookup = self.cache.lookup(
-            &parts.method,
-            target,
-            &parts.headers,
+            &route.method,
+            route.target,
+            headers,
             &credential,
             Instant::now(),
         );
@@ -280,14 +310,14 @@ impl Proxy {
         // The shared token's quota: answered here while GitHub would refuse
         // (a fresh cache hit does not ask GitHub).
         if !lookup.is_fresh() {
-            self.quota.check(target, self.clock.now())?;
+            self.quota.check(route.target, self.clock.now())?;
         }
 
         // Step 11: the replay record is written last, so only verified,
         // authorised requests can take room in the store; the store checks
         // freshness again with the `now` it records by (amendment 1). A
         // cached answer consumes the proof like a forwarded one.
-        if let Err(error) = self.replay.record(&verified).await {
+        if let Err(error) = auth::record(&self.replay, &proof).await {
             // A copy that raced the first one past the look above: copies
             // of one proof take one token between them.
             if error == ReplayError::Replayed {
@@ -295,47 +325,79 @@ impl Proxy {
             }
             return Err(error.into());
         }
+        Ok(Admitted {
+            route,
+            client,
+            proof,
+            credential,
+            lookup,
+            body,
+        })
+    }
+
+    /// An admitted request's answer: from the cache, or from GitHub.
+    async fn respond(
+        &self,
+        request: Admitted<'_>,
+        mut parts: http::request::Parts,
+        log: &mut RequestLog,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        let Admitted {
+            route,
+            client,
+            proof,
+            credential,
+            lookup,
+            body,
+        } = request;
 
         // A fresh entry is answered now; an identical GET already in flight
         // is waited for instead of asked again.
-        let (lookup, leader) = match self
+        let flight = match self
             .cache
-            .plan(lookup, &parts.method, self.upstream_timeout)
+            .plan(lookup, &route.method, self.upstream_timeout)
             .await
         {
             Plan::Answer(entry, outcome) => {
                 log.cache(outcome);
-                return Ok(self.cache.answer(&entry, outcome, head));
+                return Ok(self.cache.answer(&entry, outcome, route.head));
             }
-            Plan::Forward(lookup, leader) => (lookup, leader),
+            Plan::Forward(flight) => flight,
         };
-        let method = parts.method.clone();
-        lookup.add_validators(&mut parts.headers);
+        flight.add_validators(&mut parts.headers);
         // A write may change what any GET returns, whether its answer comes
         // back or not: held across the forward, this makes every stored
         // answer stale once the write is done, failed or abandoned.
-        let _write = self.cache.write(&method);
+        let _write = self.cache.write(&route.method);
 
         // §7: rewrite headers and forward; the response streams back.
         let forwarding = Instant::now();
         let response = self
             .forwarder
-            .forward(&verified, &client.name, &credential, parts, target, body)
+            .forward(Outgoing {
+                proof: &proof,
+                client: &client.name,
+                credential: &credential,
+                parts,
+                target: route.target,
+                body: body.into(),
+            })
             .await?;
         self.metrics.stage("upstream", forwarding.elapsed());
-        self.metrics
-            .upstream_response(response.status(), response.headers());
+        self.metrics.upstream_response(
+            response.status(),
+            quota::resource_header(response.headers()),
+            response.headers(),
+        );
         self.quota.observe(
-            target,
+            route.target,
             response.status(),
             response.headers(),
             self.clock.now(),
         );
         // A 304 to our revalidation becomes the stored 200; a cacheable 200
         // is kept as it streams.
-        let (response, outcome) =
-            self.cache
-                .complete(lookup, leader, &method, response, head, Instant::now());
+        let (response, outcome) = self.cache.complete(flight, response, Instant::now());
         if let Some(outcome) = outcome {
             log.cache(outcome);
         }
@@ -343,18 +405,26 @@ impl Proxy {
     }
 }
 
-/// Steps 1–2: exactly one `Signet-Proof` header, and it parses.
-pub(crate) fn proof_header(headers: &HeaderMap) -> Result<ProofHeader, Refusal> {
-    let mut values = headers.get_all(HEADER_NAME).iter();
-    let value = values
-        .next()
-        .ok_or_else(|| Refusal::new(ErrorCode::MissingProof))?;
-    if values.next().is_some() {
-        return Err(
-            Refusal::new(ErrorCode::InvalidProof).with_detail("more than one Signet-Proof header")
-        );
+/// What the pipeline notes while authentication runs: the log line's
+/// client (claimed, then verified) and the verify stage's time.
+struct Witnessed<'a> {
+    log: &'a mut RequestLog,
+    metrics: &'a Metrics,
+}
+
+impl Witness<Arc<Client>> for Witnessed<'_> {
+    fn claimed(&mut self, client: &Arc<Client>) {
+        // Only claimed: nothing has been verified yet.
+        self.log.claimed(client);
     }
-    Ok(ProofHeader::parse(value.as_bytes())?)
+
+    fn verifying_took(&mut self, elapsed: Duration) {
+        self.metrics.stage("verify", elapsed);
+    }
+
+    fn verified(&mut self, client: &Arc<Client>) {
+        self.log.verified(client);
+    }
 }
 
 /// GitHub's id of a request, logged so an audit line can be matched with

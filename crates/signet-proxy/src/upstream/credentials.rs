@@ -37,39 +37,13 @@ use tokio::sync::Notify;
 use signet_core::ErrorCode;
 
 use crate::config::Upstream;
+use crate::grants::GitHubScope;
 use crate::refusal::Refusal;
 use crate::secret::GitHubToken;
 use crate::upstream::forward::UpstreamClient;
-use crate::upstream::scope::{GitHubScope, Minted, ScopedTokens, Slot};
+use crate::upstream::scope::{Minted, ScopedTokens, Slot};
 
-/// Where the upstream credential comes from.
-#[derive(Debug, Clone)]
-pub enum CredentialSource {
-    /// One static token.
-    Token(GitHubToken),
-    /// A file holding the token, re-read when it changes.
-    TokenFile(PathBuf),
-    /// A GitHub App installation.
-    App(AppCredential),
-}
-
-impl CredentialSource {
-    /// Whether per-client scoped tokens can be minted (GitHub App mode).
-    pub fn can_scope(&self) -> bool {
-        matches!(self, CredentialSource::App(_))
-    }
-}
-
-/// A GitHub App installation's credentials.
-#[derive(Debug, Clone)]
-pub struct AppCredential {
-    /// The App's id (the JWT's `iss`).
-    pub app_id: u64,
-    /// The App's private key, PEM (PKCS#1 as GitHub issues it, or PKCS#8).
-    pub key_file: PathBuf,
-    /// The installation whose token is used.
-    pub installation_id: u64,
-}
+pub use crate::config::{AppCredential, CredentialSource};
 
 /// Why a credential source cannot be used at all (a startup error).
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,7 @@
 //! configuration; the client contributes nothing but the verified method,
 //! request-target and body, and the headers it may set.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,15 +20,15 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use signet_core::{ErrorCode, VerifiedProof};
 use signet_http::headers::remove_hop_by_hop;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::body::{BufferedBody, ProxyBody};
+use crate::body::{ProxyBody, RequestBody};
 use crate::config::{Config, Upstream};
+use crate::grants::GitHubScope;
 use crate::refusal::Refusal;
 use crate::upstream::api::links::LinkRewriter;
 use crate::upstream::credentials::{Credentials, Current};
 use crate::upstream::pool::Pools;
-use crate::upstream::scope::GitHubScope;
+use crate::upstream::service::{Rendering, Service};
 
 /// Request headers a client may not pass upstream, besides the hop-by-hop set.
 const CLIENT_ONLY: [HeaderName; 6] = [
@@ -70,13 +69,11 @@ pub struct Forwarder {
     client: UpstreamClient,
     /// Per-runtime pools like `client`'s (`--runtime per-core`).
     pools: Pools,
-    upstream: Arc<Upstream>,
+    /// The REST API: its base URL, how the token is written for it, and
+    /// its concurrency slots.
+    api: Service,
     /// The token to inject, kept fresh by its own task.
     credentials: Arc<Credentials>,
-    /// At most `--upstream-concurrency` requests in flight to GitHub.
-    slots: Arc<Semaphore>,
-    /// At most `--upstream-concurrency-per-client` of them for one client.
-    shares: Arc<Shares>,
     timeout: Duration,
     links: Option<LinkRewriter>,
 }
@@ -84,7 +81,7 @@ pub struct Forwarder {
 impl std::fmt::Debug for Forwarder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Forwarder")
-            .field("upstream", &self.upstream)
+            .field("upstream", self.api.base())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -138,14 +135,14 @@ impl Forwarder {
         Ok(Forwarder {
             client,
             pools: Pools::new(builder, https),
-            upstream: Arc::new(config.upstream.clone()),
+            api: Service::new(
+                Arc::new(config.upstream.clone()),
+                Rendering::Bearer,
+                config.upstream_concurrency,
+                config.upstream_share(),
+                config.upstream_timeout,
+            ),
             credentials,
-            slots: Arc::new(Semaphore::new(
-                config.upstream_concurrency.clamp(1, Semaphore::MAX_PERMITS),
-            )),
-            shares: Arc::new(Shares::new(
-                config.upstream_share().clamp(1, Semaphore::MAX_PERMITS),
-            )),
             timeout: config.upstream_timeout,
             links: config
                 .public_url
@@ -161,30 +158,25 @@ impl Forwarder {
     /// is framed by the proxy (`Content-Length` of the verified body), never
     /// as the client framed it.
     ///
-    /// `_verified` is the evidence: only [`CheckedProof::verify`] makes a
-    /// [`VerifiedProof`], so nothing can reach the token without one.
-    /// `client` is the verified client's name, whose share of the upstream
-    /// slots the request takes.
-    ///
-    /// [`CheckedProof::verify`]: signet_core::CheckedProof::verify
-    pub async fn forward(
-        &self,
-        _verified: &VerifiedProof,
-        client: &str,
-        credential: &Current,
-        mut parts: request::Parts,
-        target: &str,
-        body: BufferedBody,
-    ) -> Result<Response<ProxyBody>, Refusal> {
-        let uri = upstream_uri(&self.upstream, target)?;
+    pub async fn forward(&self, outgoing: Outgoing<'_>) -> Result<Response<ProxyBody>, Refusal> {
+        let Outgoing {
+            proof: _,
+            client,
+            credential,
+            mut parts,
+            target,
+            body,
+        } = outgoing;
+        let RequestBody::Buffered(body) = body;
+        let uri = upstream_uri(self.api.base(), target)?;
         // The client's Host, for pagination links when no --public-url is set.
         let client_host = parts.headers.get(HOST).cloned();
         let client_framed_a_body = parts.headers.contains_key(CONTENT_LENGTH)
             || parts.headers.contains_key(TRANSFER_ENCODING);
         rewrite_request_headers(
             &mut parts.headers,
-            &self.upstream,
-            &credential.authorization,
+            self.api.base(),
+            self.api.authorization(credential),
         );
         // The pooled connection's next request carries the token: it must not
         // depend on the upstream parsing the client's framing (`010`,
@@ -200,7 +192,7 @@ impl Forwarder {
         *request.uri_mut() = uri;
         *request.headers_mut() = parts.headers;
 
-        let slot = self.slot(client).await?;
+        let slot = self.api.slot(client).await?;
         let client = self.pools.client(&self.client);
         let response = tokio::time::timeout(self.timeout, client.request(request))
             .await
@@ -252,7 +244,7 @@ impl Forwarder {
                 Some(links) => links.rewrite(&mut parts.headers),
                 None => {
                     if let Some(public) = client_host.as_ref().and_then(public_base) {
-                        LinkRewriter::new(&self.upstream.base_url(), &public)
+                        LinkRewriter::new(&self.api.base().base_url(), &public)
                             .rewrite(&mut parts.headers);
                     }
                 }
@@ -264,38 +256,11 @@ impl Forwarder {
         ))
     }
 
-    /// A place upstream for one of `client`'s requests, within one
-    /// `--upstream-timeout` for both waits. The client's share comes first:
-    /// a client beyond it waits for one of its own slots while holding none
-    /// of the others', so it cannot starve them; then, beyond the
-    /// concurrency GitHub tolerates, a slot.
-    async fn slot(&self, client: &str) -> Result<UpstreamSlot, Refusal> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let busy = |why: &str| {
-            Refusal::new(ErrorCode::UpstreamBusy).with_detail(format!(
-                "{why} within {:?} (client {client:?})",
-                self.timeout
-            ))
-        };
-        let share = tokio::time::timeout_at(deadline, self.shares.of(client).acquire_owned())
-            .await
-            .map_err(|_| busy("no slot of this client's share freed"))?
-            .map_err(|_| busy("no share"))?;
-        let slot = tokio::time::timeout_at(deadline, Arc::clone(&self.slots).acquire_owned())
-            .await
-            .map_err(|_| busy("no upstream slot freed"))?
-            .map_err(|_| busy("no slot"))?;
-        Ok(UpstreamSlot {
-            _slot: slot,
-            _share: share,
-        })
-    }
-
     /// The token a client's requests go out with: the installation's (or
     /// the static one), or the one minted for the client's `github` scope.
     pub async fn credential(&self, scope: Option<&GitHubScope>) -> Result<Arc<Current>, Refusal> {
         self.credentials
-            .for_client(scope, &self.client, &self.upstream)
+            .for_client(scope, &self.client, self.api.base())
             .await
     }
 
@@ -306,76 +271,29 @@ impl Forwarder {
 
     /// The upstream.
     pub fn upstream(&self) -> Arc<Upstream> {
-        Arc::clone(&self.upstream)
+        Arc::clone(self.api.base())
     }
 }
 
-/// A request's place upstream: one of the `--upstream-concurrency` slots and
-/// one of its client's `--upstream-concurrency-per-client`, held together
-/// until its response body ends (or is dropped).
-#[derive(Debug)]
-pub struct UpstreamSlot {
-    _slot: OwnedSemaphorePermit,
-    _share: OwnedSemaphorePermit,
-}
-
-/// Each client's share of the upstream slots: a semaphore per client name
-/// (so a keys-file reload keeps a client's count), created on its first
-/// request. The map holds weak references: a share lives only while one of
-/// its client's requests holds or waits for it, and dead entries are
-/// dropped whenever the map has doubled since the last sweep, so clients
-/// that come and go leave nothing behind.
-#[derive(Debug)]
-struct Shares {
-    per_client: usize,
-    by_client: Mutex<ShareMap>,
-}
-
-#[derive(Debug, Default)]
-struct ShareMap {
-    shares: HashMap<Box<str>, Weak<Semaphore>>,
-    /// The size at which dead entries are next swept.
-    sweep_at: usize,
-}
-
-/// The map is swept no sooner than at this size.
-const SHARES_SWEPT_FROM: usize = 64;
-
-impl Shares {
-    fn new(per_client: usize) -> Self {
-        Shares {
-            per_client,
-            by_client: Mutex::new(ShareMap {
-                shares: HashMap::new(),
-                sweep_at: SHARES_SWEPT_FROM,
-            }),
-        }
-    }
-
-    /// `client`'s share: the live one, or a new one.
-    fn of(&self, client: &str) -> Arc<Semaphore> {
-        // Nothing panics while the lock is held, so a poisoned map is whole.
-        let mut map = self
-            .by_client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(share) = map.shares.get(client).and_then(Weak::upgrade) {
-            return share;
-        }
-        if map.shares.len() >= map.sweep_at {
-            map.shares.retain(|_, share| share.strong_count() > 0);
-            map.sweep_at = (map.shares.len() * 2).max(SHARES_SWEPT_FROM);
-        }
-        let share = Arc::new(Semaphore::new(self.per_client));
-        map.shares.insert(client.into(), Arc::downgrade(&share));
-        share
-    }
-
-    /// How many entries the map holds (live or not yet swept).
-    #[cfg(test)]
-    fn entries(&self) -> usize {
-        self.by_client.lock().map_or(0, |map| map.shares.len())
-    }
+/// One verified request on its way upstream: what the forwarder needs of
+/// the pipeline's per-request context. (No `Debug`: it holds the token.)
+pub struct Outgoing<'a> {
+    /// The evidence: only [`CheckedProof::verify`] makes a
+    /// [`VerifiedProof`], so nothing can reach the token without one.
+    ///
+    /// [`CheckedProof::verify`]: signet_core::CheckedProof::verify
+    pub proof: &'a VerifiedProof,
+    /// The verified client's name, whose share of the upstream slots the
+    /// request takes.
+    pub client: &'a str,
+    /// The token it goes out with.
+    pub credential: &'a Current,
+    /// The request's head, rewritten for the upstream on the way.
+    pub parts: request::Parts,
+    /// The origin-form target, as received and verified.
+    pub target: &'a str,
+    /// The body.
+    pub body: RequestBody,
 }
 
 /// An upstream that echoes request headers would hand the token to the
@@ -497,43 +415,6 @@ mod tests {
         assert_eq!(
             uri.map(|u| u.path().to_owned()).as_deref(),
             Some("//evil.example/x")
-        );
-    }
-
-    #[test]
-    fn each_client_has_a_share_of_its_own() {
-        let shares = Shares::new(2);
-        let held: Vec<_> = (0..2)
-            .filter_map(|_| shares.of("hog").try_acquire_owned().ok())
-            .collect();
-        assert_eq!(held.len(), 2);
-        assert!(
-            shares.of("hog").try_acquire_owned().is_err(),
-            "beyond its share"
-        );
-        assert!(shares.of("other").try_acquire_owned().is_ok());
-        drop(held);
-        assert!(shares.of("hog").try_acquire_owned().is_ok(), "freed");
-    }
-
-    #[test]
-    fn shares_of_clients_that_left_are_not_kept() {
-        let shares = Shares::new(1);
-        let kept = shares.of("steady").try_acquire_owned().ok();
-        for n in 0..10_000 {
-            let share = shares.of(&format!("client-{n}"));
-            let permit = share.try_acquire_owned();
-            assert!(permit.is_ok());
-        }
-        assert!(
-            shares.entries() <= SHARES_SWEPT_FROM,
-            "{} entries",
-            shares.entries()
-        );
-        assert!(kept.is_some());
-        assert!(
-            shares.of("steady").try_acquire_owned().is_err(),
-            "a live share survives the sweeps"
         );
     }
 

@@ -14,9 +14,10 @@ mod redis;
 pub use self::memory::MemoryReplayStore;
 pub use self::redis::{connect as connect_redis, RedisReplayStore, RedisSetupError};
 
-use signet_core::VerifiedProof;
+use signet_core::{ErrorCode, VerifiedProof};
 
 use crate::config::Config;
+use crate::refusal::Refusal;
 
 /// A replay key: the ephemeral public key followed by the nonce.
 pub type ReplayKey = [u8; 48];
@@ -92,6 +93,18 @@ impl ReplayStore {
         match self {
             ReplayStore::Memory(_) => "memory",
             ReplayStore::Redis(_) => "redis",
+        }
+    }
+}
+
+impl From<ReplayError> for Refusal {
+    fn from(error: ReplayError) -> Self {
+        match &error {
+            ReplayError::Replayed => Refusal::new(ErrorCode::ReplayDetected),
+            ReplayError::Stale => Refusal::new(ErrorCode::ClockSkew).with_detail(error.to_string()),
+            ReplayError::Unavailable(why) => {
+                Refusal::new(ErrorCode::ReplayStoreUnavailable).with_detail(why.clone())
+            }
         }
     }
 }

@@ -18,10 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The default of `--refusal-log-limit`: plenty to see what a flood is,
-/// a few tens of KiB of log per second at most.
-pub const DEFAULT_PER_SECOND: u64 = 100;
-
 /// The limit in force, set once by [`super::init`]; none before that (every
 /// refusal is logged).
 static INSTALLED: OnceLock<RefusalLimit> = OnceLock::new();
@@ -33,7 +29,7 @@ pub(super) fn install(per_second: u64) {
 
 /// Whether the record of an unauthenticated refusal may be written now;
 /// if not, it is counted for the next report.
-pub(super) fn admit() -> bool {
+pub(crate) fn admit() -> bool {
     INSTALLED.get().is_none_or(RefusalLimit::admit)
 }
 

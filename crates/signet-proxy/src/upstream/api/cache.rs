@@ -64,9 +64,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
+use crate::grants::GitHubScope;
 use crate::observe::metrics::Metrics;
 use crate::upstream::credentials::Current;
-use crate::upstream::scope::GitHubScope;
 
 /// The response header that says how the cache answered.
 pub const X_SIGNET_CACHE: HeaderName = HeaderName::from_static("x-signet-cache");
@@ -94,27 +94,7 @@ pub const ENTRY_OVERHEAD: u64 = 1024;
 /// slot in a map, its allocations).
 const FIELD_OVERHEAD: u64 = 128;
 
-/// How a request was answered, as `X-Signet-Cache` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// From the cache, without asking GitHub.
-    Hit,
-    /// GitHub answered 304; the body came from the cache.
-    Revalidated,
-    /// From GitHub.
-    Miss,
-}
-
-impl Outcome {
-    /// The header value and metric label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Hit => "HIT",
-            Outcome::Revalidated => "REVALIDATED",
-            Outcome::Miss => "MISS",
-        }
-    }
-}
+pub use crate::observe::CacheOutcome as Outcome;
 
 /// What identifies a stored response, besides its `Vary` headers (shared:
 /// the key is held by the entry, a flight and a recorder).
@@ -328,7 +308,31 @@ impl Lookup {
 pub enum Plan {
     /// Answer from the cache.
     Answer(Arc<Entry>, Outcome),
-    /// Forward; `leader` is set when identical requests wait on this one.
+    /// Forward, and give GitHub's answer to [`Cache::complete`].
+    Forward(Forwarding),
+}
+
+/// A request on its way to GitHub, as the cache follows it: what it looked
+/// up, whether identical requests wait on it, and its method.
+#[derive(Debug)]
+pub struct Forwarding {
+    lookup: Lookup,
+    /// Set when identical requests wait on this one.
+    leader: Option<Leader>,
+    method: Method,
+}
+
+impl Forwarding {
+    /// Adds the stored validators to the request going upstream.
+    pub fn add_validators(&self, headers: &mut HeaderMap) {
+        self.lookup.add_validators(headers);
+    }
+}
+
+/// [`Plan`], before the request's method is attached.
+#[derive(Debug)]
+enum Planned {
+    Answer(Arc<Entry>, Outcome),
     Forward(Lookup, Option<Leader>),
 }
 
@@ -511,19 +515,30 @@ impl Cache {
     /// After the replay record: answer a fresh entry, or wait for an
     /// identical request already in flight, or lead one.
     pub async fn plan(&self, lookup: Lookup, method: &Method, wait: Duration) -> Plan {
+        match self.planned(lookup, method, wait).await {
+            Planned::Answer(entry, outcome) => Plan::Answer(entry, outcome),
+            Planned::Forward(lookup, leader) => Plan::Forward(Forwarding {
+                lookup,
+                leader,
+                method: method.clone(),
+            }),
+        }
+    }
+
+    async fn planned(&self, lookup: Lookup, method: &Method, wait: Duration) -> Planned {
         let key = match &lookup {
-            Lookup::Fresh(entry) => return Plan::Answer(Arc::clone(entry), Outcome::Hit),
+            Lookup::Fresh(entry) => return Planned::Answer(Arc::clone(entry), Outcome::Hit),
             Lookup::Miss(pending) | Lookup::Stale(pending, _) if *method == Method::GET => {
                 pending.key.clone()
             }
-            _ => return Plan::Forward(lookup, None),
+            _ => return Planned::Forward(lookup, None),
         };
         let Some(inner) = &self.inner else {
-            return Plan::Forward(lookup, None);
+            return Planned::Forward(lookup, None);
         };
         let waiting = {
             let Ok(mut inflight) = inner.inflight.lock() else {
-                return Plan::Forward(lookup, None);
+                return Planned::Forward(lookup, None);
             };
             match inflight.get(&key) {
                 Some(receiver) => Some(receiver.clone()),
@@ -531,7 +546,7 @@ impl Cache {
                     let (sender, receiver) = watch::channel(None);
                     inflight.insert(key.clone(), receiver);
                     drop(inflight);
-                    return Plan::Forward(
+                    return Planned::Forward(
                         lookup,
                         Some(Leader {
                             key,
@@ -554,7 +569,7 @@ impl Cache {
         }
         // The leader's answer could not be stored (or took too long): ask
         // GitHub ourselves.
-        Plan::Forward(lookup, None)
+        Planned::Forward(lookup, None)
     }
 
     /// Turns GitHub's answer into the client's, with how the cache answered
@@ -562,13 +577,16 @@ impl Cache {
     /// becomes the stored `200`; a cacheable `200` is kept as it streams.
     pub fn complete(
         &self,
-        lookup: Lookup,
-        leader: Option<Leader>,
-        method: &Method,
+        forwarding: Forwarding,
         response: Response<ProxyBody>,
-        head: bool,
         now: Instant,
     ) -> (Response<ProxyBody>, Option<Outcome>) {
+        let Forwarding {
+            lookup,
+            leader,
+            ref method,
+        } = forwarding;
+        let head = *method == Method::HEAD;
         let Some(inner) = &self.inner else {
             return (response, None);
         };
@@ -688,23 +706,23 @@ impl Inner {
     /// only when it is what this request would be served (its own `Vary`
     /// values) and no write ended since the flight was sent; revalidate it
     /// when only a write came between; else ask GitHub.
-    fn after_flight(&self, lookup: Lookup, entry: Arc<Entry>) -> Plan {
+    fn after_flight(&self, lookup: Lookup, entry: Arc<Entry>) -> Planned {
         let (pending, stored) = match lookup {
             Lookup::Miss(pending) => (pending, None),
             Lookup::Stale(pending, stored) => (pending, Some(stored)),
-            other => return Plan::Forward(other, None),
+            other => return Planned::Forward(other, None),
         };
         if !entry.matches_vary(&pending.forwarded) {
             let lookup = match stored {
                 Some(stored) => Lookup::Stale(pending, stored),
                 None => Lookup::Miss(pending),
             };
-            return Plan::Forward(lookup, None);
+            return Planned::Forward(lookup, None);
         }
         if entry.epoch == self.epoch.load(Ordering::Acquire) {
-            return Plan::Answer(entry, Outcome::Hit);
+            return Planned::Answer(entry, Outcome::Hit);
         }
-        Plan::Forward(Lookup::Stale(pending, entry), None)
+        Planned::Forward(Lookup::Stale(pending, entry), None)
     }
 }
 
@@ -918,6 +936,16 @@ impl std::fmt::Debug for Recorder {
         f.debug_struct("Recorder")
             .field("bytes", &self.len)
             .finish_non_exhaustive()
+    }
+}
+
+impl crate::body::Tap for Recorder {
+    fn push(&mut self, chunk: &Bytes) -> bool {
+        Recorder::push(self, chunk)
+    }
+
+    fn finish(&mut self) {
+        Recorder::finish(self)
     }
 }
 
