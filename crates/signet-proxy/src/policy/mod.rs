@@ -106,6 +106,13 @@ impl Policy {
 /// trailing `/`), letter case is ignored, and a segment is a route's word
 /// when the word is followed by nothing or by a byte that cannot continue a
 /// name (`app.json`, `app;v=1`).
+///
+/// A `.` or `..` segment left after this decoding (`/x/..%2Fapp`,
+/// `/installation/x/%252e%252e/token`, `/installation/x\\..\\token`)
+/// counts as a credential route too: `ingress::target` refuses only the
+/// dot-segments a strict server would see, and a looser one in front of
+/// GitHub could resolve these to any route, so we fail closed rather than
+/// guess where they climb to. No GitHub route has such a segment.
 pub fn manages_the_credential(target: &str) -> bool {
     let path = target.split('?').next().unwrap_or_default();
     let decoded = if path.contains('%') {
@@ -113,9 +120,11 @@ pub fn manages_the_credential(target: &str) -> bool {
     } else {
         std::borrow::Cow::Borrowed(path.as_bytes())
     };
-    let mut segments = decoded
-        .split(|b| matches!(b, b'/' | b'\\'))
-        .filter(|segment| !segment.is_empty());
+    let all_segments = || decoded.split(|b| matches!(b, b'/' | b'\\'));
+    if all_segments().any(is_dot_segment) {
+        return true;
+    }
+    let mut segments = all_segments().filter(|segment| !segment.is_empty());
     match segments.next() {
         Some(first) if is_word(first, b"app") => true,
         Some(first) if is_word(first, b"installation") => {
@@ -123,6 +132,13 @@ pub fn manages_the_credential(target: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// `segment` is `.` or `..`, alone or before a `;` (servers that read
+/// path parameters, like Tomcat, drop `;…` before resolving dot-segments).
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let name = segment.split(|b| *b == b';').next().unwrap_or_default();
+    matches!(name, b"." | b"..")
 }
 
 /// `segment` is `word` (any case), alone or followed by a byte that cannot
@@ -372,6 +388,14 @@ mod tests {
             "/app.json",
             "/app;v=1",
             "/app%00",
+            "/installation/x/..%2Ftoken",
+            "/x/..%2Finstallation/token",
+            "/installation/x/%252e%252e/token",
+            "/installation/x\\..\\token",
+            "/x/..%2Fapp/installations",
+            "/x/..%5Capp/installations/1/access_tokens",
+            "/repos/o/r/.%2Fissues",
+            "/repos/o/r/..;x/issues",
         ] {
             assert!(manages_the_credential(target), "{target}");
         }
@@ -393,6 +417,9 @@ mod tests {
             "/%2",
             "/%",
             "/a%pp",
+            "/repos/o/r/contents/.github",
+            "/repos/o/r/compare/a...b",
+            "/repos/o/r/contents/..x",
         ] {
             assert!(!manages_the_credential(target), "{target}");
         }

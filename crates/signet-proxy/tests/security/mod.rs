@@ -1308,7 +1308,6 @@ const CREDENTIAL_ENDPOINTS_BEHIND_DOT_SEGMENTS: [(&str, &str); 6] = [
 ];
 
 #[tokio::test]
-#[ignore = "red team: a dot-segment hidden behind %2F, %5C, \\ or a double encoding reaches the credential's routes"]
 async fn credential_endpoints_behind_an_encoded_dot_segment_are_refused_and_never_forwarded() {
     let env = Env::start().await;
     let mut forwarded = Vec::new();
