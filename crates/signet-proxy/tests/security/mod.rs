@@ -1333,7 +1333,6 @@ async fn credential_endpoints_behind_an_encoded_dot_segment_are_refused_and_neve
 /// takes one of the victim's tokens, and is refused without a record: the
 /// victim's bucket drains, one log record each, attributed to the victim.
 #[tokio::test]
-#[ignore = "red team: copies of a proof refused by the quota guard each take a token of the victim's rate and are never recorded"]
 async fn copies_of_a_proof_refused_by_the_quota_guard_never_take_tokens_from_the_victims_rate() {
     let victim = Signer::new();
     let (env, _dir) = env_trusting_at_rate(&victim, "4/hour").await;
