@@ -1364,7 +1364,6 @@ async fn copies_of_a_proof_refused_by_the_quota_guard_never_take_tokens_from_the
 /// bound (the proxy's port writes at most `--refusal-log-limit` records a
 /// second of refusals no verified key stands behind).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "red team: the admin API logs every unauthenticated refusal, unlimited"]
 async fn unauthenticated_admin_refusals_are_log_limited_like_the_proxy_ports() {
     let admin = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
     let admin_key = hex::encode(Signer::new().key().as_bytes());

@@ -21,6 +21,13 @@
 mod json;
 mod refusals;
 
+/// Whether the record of a refusal no verified key stands behind may be
+/// written now, for refusals logged outside [`RequestLog`] (the admin API);
+/// if not, it is counted in the next `"refusals not logged"` record.
+pub(crate) fn admit_unauthenticated_refusal() -> bool {
+    refusals::admit()
+}
+
 pub use refusals::DEFAULT_PER_SECOND as DEFAULT_REFUSAL_LOG_LIMIT;
 pub use refusals::{
     report_unlogged as report_unlogged_refusals, unlogged_total as unlogged_refusals,
