@@ -237,8 +237,8 @@ mod tests {
     const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     #[test]
-    fn a_full_listener_closes_a_connection_of_the_peer_holding_the_most_however_old_the_others_are(
-    ) {
+    fn a_full_listener_closes_a_connection_of_the_peer_holding_the_most_however_old_the_others_are()
+    {
         let node: IpAddr = [10, 0, 0, 1].into();
         let flood: IpAddr = [10, 0, 0, 9].into();
         let mut occupants = Occupants::default();

@@ -415,7 +415,10 @@ mod tests {
         drop(limiter.refund_unless_kept(&client));
         assert!(limiter.check(&client).await.is_ok(), "given back on drop");
         limiter.refund_unless_kept(&client).keep();
-        assert!(limiter.check(&client).await.is_err(), "kept: the bucket is empty");
+        assert!(
+            limiter.check(&client).await.is_err(),
+            "kept: the bucket is empty"
+        );
     }
 
     #[test]
