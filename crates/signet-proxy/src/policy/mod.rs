@@ -107,12 +107,15 @@ impl Policy {
 /// when the word is followed by nothing or by a byte that cannot continue a
 /// name (`app.json`, `app;v=1`).
 ///
-/// A `.` or `..` segment left after this decoding (`/x/..%2Fapp`,
-/// `/installation/x/%252e%252e/token`, `/installation/x\\..\\token`)
-/// counts as a credential route too: `ingress::target` refuses only the
-/// dot-segments a strict server would see, and a looser one in front of
-/// GitHub could resolve these to any route, so we fail closed rather than
-/// guess where they climb to. No GitHub route has such a segment.
+/// The path is read twice: as it is, and with the `.` and `..` segments
+/// left after that decoding resolved (`/x/..%2Fapp`,
+/// `/installation/x/%252e%252e/token`, `/installation/x\\..\\token`):
+/// `ingress::target` refuses only the dot-segments a strict server would
+/// see, and a looser one in front of GitHub may resolve these. Fully
+/// decoded, with `\\` as `/`, is the reading with the most dot-segments, so
+/// it climbs highest; either reading landing on a credential route is
+/// refused. (A dot-segment that climbs elsewhere is left to the client's
+/// rules, which never match one.)
 pub fn manages_the_credential(target: &str) -> bool {
     let path = target.split('?').next().unwrap_or_default();
     let decoded = if path.contains('%') {
@@ -120,11 +123,32 @@ pub fn manages_the_credential(target: &str) -> bool {
     } else {
         std::borrow::Cow::Borrowed(path.as_bytes())
     };
-    let all_segments = || decoded.split(|b| matches!(b, b'/' | b'\\'));
-    if all_segments().any(is_dot_segment) {
+    let segments = || {
+        decoded
+            .split(|b| matches!(b, b'/' | b'\\'))
+            .filter(|segment| !segment.is_empty())
+    };
+    if is_credential_route(segments()) {
         return true;
     }
-    let mut segments = all_segments().filter(|segment| !segment.is_empty());
+    if !segments().any(is_dot_segment) {
+        return false;
+    }
+    let mut resolved: Vec<&[u8]> = Vec::new();
+    for segment in segments() {
+        if is_dot_segment(segment) {
+            if segment.starts_with(b"..") {
+                resolved.pop();
+            }
+        } else {
+            resolved.push(segment);
+        }
+    }
+    is_credential_route(resolved.into_iter())
+}
+
+/// Whether these non-empty segments spell a credential route.
+fn is_credential_route<'a>(mut segments: impl Iterator<Item = &'a [u8]>) -> bool {
     match segments.next() {
         Some(first) if is_word(first, b"app") => true,
         Some(first) if is_word(first, b"installation") => {
@@ -394,8 +418,8 @@ mod tests {
             "/installation/x\\..\\token",
             "/x/..%2Fapp/installations",
             "/x/..%5Capp/installations/1/access_tokens",
-            "/repos/o/r/.%2Fissues",
-            "/repos/o/r/..;x/issues",
+            "/x/y/..;v=1/..;v=1/app/hook",
+            "/installation/./token",
         ] {
             assert!(manages_the_credential(target), "{target}");
         }
@@ -420,6 +444,8 @@ mod tests {
             "/repos/o/r/contents/.github",
             "/repos/o/r/compare/a...b",
             "/repos/o/r/contents/..x",
+            "/repos/o/r/..%2Fissues",
+            "/repos/acme/app/x%2F..%2F..%2Fother",
         ] {
             assert!(!manages_the_credential(target), "{target}");
         }
