@@ -100,9 +100,19 @@ impl Admin {
     /// Answers one admin request.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let head = request.method() == Method::HEAD;
-        match self.process(request).await {
+        let mut verified = false;
+        match self.process(request, &mut verified).await {
             Ok((status, json)) => json_response(status, json.to_string()),
             Err(refusal) => {
+                // As on the proxy's port: a refusal no verified admin proof
+                // stands behind (or a replay, which anyone holding a copy
+                // can send) costs its sender nothing, so its record goes
+                // through the `--refusal-log-limit` limiter, which counts
+                // what it holds back. The admin's own refusals always log.
+                let accountable = verified && refusal.code != ErrorCode::ReplayDetected;
+                if !accountable && !crate::observe::logging::admit_unauthenticated_refusal() {
+                    return refusal.into_response(head).map(ProxyBody::from);
+                }
                 tracing::warn!(
                     code = refusal.code.as_str(),
                     detail = refusal.detail.as_deref().unwrap_or_default(),
@@ -113,9 +123,11 @@ impl Admin {
         }
     }
 
+    /// Sets `verified` once the admin key's signatures verify.
     async fn process(
         &self,
         request: Request<Incoming>,
+        verified_flag: &mut bool,
     ) -> Result<(StatusCode, serde_json::Value), Refusal> {
         let (parts, body) = request.into_parts();
         let target = target::origin_form(&parts.uri)?;
@@ -137,6 +149,7 @@ impl Admin {
                 &mut (),
             )
             .await?;
+        *verified_flag = true;
         if verified.purpose().as_str() != ADMIN_PURPOSE {
             return Err(Refusal::new(ErrorCode::PurposeMismatch)
                 .with_detail("admin proofs are bound to purpose admin"));

@@ -21,8 +21,15 @@
 //! a probe out, and closing connections costs the listener nothing. (A
 //! refusal at the limit, as on the proxy's port, would let anyone holding
 //! every slot fail the liveness probe and get the pod restarted.)
+//!
+//! The connection closed is taken from the peer holding the most slots (an
+//! IPv6 peer counted by its /64, which one host usually holds whole): the
+//! kubelet probes from the node's address and Prometheus from its own, so a
+//! flood from any other address pushes out only its own connections while
+//! it holds more than they do, however fast it connects.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -82,7 +89,7 @@ where
     let (_stop, stop) = watch::channel(false);
     let mut evictions = Evictions::default();
     loop {
-        let Ok((stream, _peer)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -91,8 +98,10 @@ where
         let (id, evicted) = occupants
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .admit(occupant.clone());
-        if evicted {
+            .admit(occupant.clone(), peer.ip());
+        // Closed outside the lock, which every ending connection takes.
+        if let Some(evicted) = evicted {
+            evicted.close();
             evictions.count();
         }
         let handle = Arc::clone(&handle);
@@ -115,42 +124,66 @@ where
 #[derive(Debug, Default)]
 struct Occupants {
     next_id: u64,
-    live: Vec<(u64, Occupant)>,
+    live: Vec<(u64, Peer, Occupant)>,
+}
+
+/// Whose connection it is: the IPv4 address, or an IPv6 address's /64.
+type Peer = IpAddr;
+
+fn peer_of(ip: IpAddr) -> Peer {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
 }
 
 impl Occupants {
-    /// Takes `occupant` in, first closing another if the listener is full
-    /// (then `true`); returns its id for [`Occupants::leave`].
-    fn admit(&mut self, occupant: Occupant) -> (u64, bool) {
-        let mut evicted = false;
+    /// Takes `occupant` from `ip` in, first making room if the listener is
+    /// full: returns its id for [`Occupants::leave`] and the connection to
+    /// close, for the caller to close once the lock is released.
+    fn admit(&mut self, occupant: Occupant, ip: IpAddr) -> (u64, Option<Occupant>) {
+        let mut evicted = None;
         if self.live.len() >= MAX_CONNECTIONS {
             if let Some(index) = least_reason_to_stay(&self.live) {
-                let (_, victim) = self.live.swap_remove(index);
-                victim.close();
-                evicted = true;
+                let (_, _, victim) = self.live.swap_remove(index);
+                evicted = Some(victim);
             }
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.live.push((id, occupant));
+        self.live.push((id, peer_of(ip), occupant));
         (id, evicted)
     }
 
     /// The connection `id` ended (or was closed by [`Occupants::admit`]).
     fn leave(&mut self, id: u64) {
-        if let Some(index) = self.live.iter().position(|(live, _)| *live == id) {
+        if let Some(index) = self.live.iter().position(|(live, _, _)| *live == id) {
             self.live.swap_remove(index);
         }
     }
 }
 
-/// Which connection to close to make room: one whose peer stopped reading
-/// our answers, longest stalled first (no probe or scrape does that); else
-/// the one that has been doing what it does longest.
-fn least_reason_to_stay(live: &[(u64, Occupant)]) -> Option<usize> {
+/// Which connection to close to make room: one of the peer holding the
+/// most (a few tens of entries, counted on each eviction only); of its
+/// connections, one whose peer stopped reading our answers, longest
+/// stalled first (no probe or scrape does that); else the one that has
+/// been doing what it does longest.
+fn least_reason_to_stay(live: &[(u64, Peer, Occupant)]) -> Option<usize> {
+    let mut held: Vec<(Peer, usize)> = Vec::new();
+    for (_, peer, _) in live {
+        match held.iter_mut().find(|(p, _)| p == peer) {
+            Some((_, count)) => *count += 1,
+            None => held.push((*peer, 1)),
+        }
+    }
+    let (greediest, _) = held.into_iter().max_by_key(|(_, count)| *count)?;
     live.iter()
         .enumerate()
-        .min_by_key(|(_, (_, occupant))| match occupant.stalled_since() {
+        .filter(|(_, (_, peer, _))| *peer == greediest)
+        .min_by_key(|(_, (_, _, occupant))| match occupant.stalled_since() {
             Some(since) => (false, since),
             None => (true, occupant.phase_since()),
         })
@@ -201,17 +234,61 @@ mod tests {
         assert_eq!(limits.max_requests, Some(MAX_REQUESTS_PER_CONNECTION));
     }
 
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn a_full_listener_closes_a_connection_of_the_peer_holding_the_most_however_old_the_others_are()
+    {
+        let node: IpAddr = [10, 0, 0, 1].into();
+        let flood: IpAddr = [10, 0, 0, 9].into();
+        let mut occupants = Occupants::default();
+        // The probes' connections are the oldest there are.
+        let probes: Vec<u64> = (0..3)
+            .map(|_| occupants.admit(Occupant::new(), node).0)
+            .collect();
+        std::thread::sleep(Duration::from_millis(2));
+        for _ in 3..MAX_CONNECTIONS {
+            occupants.admit(Occupant::new(), flood);
+        }
+        for _ in 0..3 * MAX_CONNECTIONS {
+            let (_, evicted) = occupants.admit(Occupant::new(), flood);
+            assert!(evicted.is_some());
+            let ids: Vec<u64> = occupants.live.iter().map(|(id, _, _)| *id).collect();
+            assert!(probes.iter().all(|p| ids.contains(p)), "a probe was closed");
+        }
+        // A new probe takes a slot from the flood too.
+        let (probe, evicted) = occupants.admit(Occupant::new(), node);
+        assert!(evicted.is_some());
+        let node_held = occupants.live.iter().filter(|(_, p, _)| *p == node).count();
+        assert_eq!(node_held, 4);
+        assert!(occupants.live.iter().any(|(id, _, _)| *id == probe));
+    }
+
+    #[test]
+    fn ipv6_peers_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap_or(LOCAL);
+        let b: IpAddr = "2001:db8:1:2:ffff::7".parse().unwrap_or(LOCAL);
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap_or(LOCAL);
+        assert_eq!(peer_of(a), peer_of(b));
+        assert_ne!(peer_of(a), peer_of(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap_or(LOCAL);
+        assert_eq!(peer_of(mapped), IpAddr::from([10, 0, 0, 1]));
+    }
+
     #[test]
     fn a_full_listener_closes_the_connection_waiting_longest_to_take_a_new_one() {
         let mut occupants = Occupants::default();
-        let (oldest, _) = occupants.admit(Occupant::new());
+        let (oldest, _) = occupants.admit(Occupant::new(), LOCAL);
         std::thread::sleep(Duration::from_millis(2));
         for _ in 1..MAX_CONNECTIONS {
-            assert!(!occupants.admit(Occupant::new()).1, "room for all");
+            assert!(
+                occupants.admit(Occupant::new(), LOCAL).1.is_none(),
+                "room for all"
+            );
         }
-        let (newest, evicted) = occupants.admit(Occupant::new());
-        assert!(evicted);
-        let ids: Vec<u64> = occupants.live.iter().map(|(id, _)| *id).collect();
+        let (newest, evicted) = occupants.admit(Occupant::new(), LOCAL);
+        assert!(evicted.is_some());
+        let ids: Vec<u64> = occupants.live.iter().map(|(id, _, _)| *id).collect();
         assert_eq!(ids.len(), MAX_CONNECTIONS);
         assert!(ids.contains(&newest));
         assert!(!ids.contains(&oldest));

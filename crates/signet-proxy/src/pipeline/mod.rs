@@ -5,9 +5,9 @@
 //!
 //! ```text
 //! target form → method → health → parse proof → cheap checks → read body
-//!   → signatures → policy → replay look → rate → credential → cache lookup → quota
-//!   → replay → cached answer, or rewrite + forward → stream back (kept by
-//!   the cache) → log
+//!   → signatures → policy → replay look → rate → replay → credential
+//!   → cache lookup → quota → cached answer, or rewrite + forward → stream
+//!   back (kept by the cache) → log
 //! ```
 
 mod context;
@@ -293,6 +293,22 @@ impl Proxy {
         // The client's rate limit, before its proof takes a replay record:
         // a refused request may be retried with the same proof.
         self.rate.check(&client).await?;
+        // Given back by a refusal until the replay record below is written
+        // (see `RateLimiter::refund_unless_kept`).
+        let token = self.rate.refund_unless_kept(&client);
+
+        // Step 11: the replay record, right after the token it costs, so
+        // only verified, authorised requests take room in the store; the
+        // store checks freshness again with the `now` it records by
+        // (amendment 1). A copy that raced the first one past the look
+        // above gives its token back (the guard): copies of one proof take
+        // one between them. Written before the credential, cache and quota
+        // stages, so a proof they refuse (429 on a spent quota) is spent
+        // too: its copies are refused by the look before the rate and take
+        // nothing from its client's bucket, which they would if it stayed
+        // unrecorded. A cached answer consumes the proof like a forwarded one.
+        auth::record(&self.replay, &proof).await?;
+        token.keep();
 
         // The token this client's requests go out with (its own scope, or
         // the installation's), before the cache: entries are partitioned by it.
@@ -313,18 +329,6 @@ impl Proxy {
             self.quota.check(route.target, self.clock.now())?;
         }
 
-        // Step 11: the replay record is written last, so only verified,
-        // authorised requests can take room in the store; the store checks
-        // freshness again with the `now` it records by (amendment 1). A
-        // cached answer consumes the proof like a forwarded one.
-        if let Err(error) = auth::record(&self.replay, &proof).await {
-            // A copy that raced the first one past the look above: copies
-            // of one proof take one token between them.
-            if error == ReplayError::Replayed {
-                self.rate.refund(&client).await;
-            }
-            return Err(error.into());
-        }
         Ok(Admitted {
             route,
             client,

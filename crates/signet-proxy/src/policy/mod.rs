@@ -106,6 +106,16 @@ impl Policy {
 /// trailing `/`), letter case is ignored, and a segment is a route's word
 /// when the word is followed by nothing or by a byte that cannot continue a
 /// name (`app.json`, `app;v=1`).
+///
+/// The path is read twice: as it is, and with the `.` and `..` segments
+/// left after that decoding resolved (`/x/..%2Fapp`,
+/// `/installation/x/%252e%252e/token`, `/installation/x\\..\\token`):
+/// `ingress::target` refuses only the dot-segments a strict server would
+/// see, and a looser one in front of GitHub may resolve these. Fully
+/// decoded, with `\\` as `/`, is the reading with the most dot-segments, so
+/// it climbs highest; either reading landing on a credential route is
+/// refused. (A dot-segment that climbs elsewhere is left to the client's
+/// rules, which never match one.)
 pub fn manages_the_credential(target: &str) -> bool {
     let path = target.split('?').next().unwrap_or_default();
     let decoded = if path.contains('%') {
@@ -113,9 +123,32 @@ pub fn manages_the_credential(target: &str) -> bool {
     } else {
         std::borrow::Cow::Borrowed(path.as_bytes())
     };
-    let mut segments = decoded
-        .split(|b| matches!(b, b'/' | b'\\'))
-        .filter(|segment| !segment.is_empty());
+    let segments = || {
+        decoded
+            .split(|b| matches!(b, b'/' | b'\\'))
+            .filter(|segment| !segment.is_empty())
+    };
+    if is_credential_route(segments()) {
+        return true;
+    }
+    if !segments().any(is_dot_segment) {
+        return false;
+    }
+    let mut resolved: Vec<&[u8]> = Vec::new();
+    for segment in segments() {
+        if is_dot_segment(segment) {
+            if segment.starts_with(b"..") {
+                resolved.pop();
+            }
+        } else {
+            resolved.push(segment);
+        }
+    }
+    is_credential_route(resolved.into_iter())
+}
+
+/// Whether these non-empty segments spell a credential route.
+fn is_credential_route<'a>(mut segments: impl Iterator<Item = &'a [u8]>) -> bool {
     match segments.next() {
         Some(first) if is_word(first, b"app") => true,
         Some(first) if is_word(first, b"installation") => {
@@ -123,6 +156,13 @@ pub fn manages_the_credential(target: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// `segment` is `.` or `..`, alone or before a `;` (servers that read
+/// path parameters, like Tomcat, drop `;…` before resolving dot-segments).
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let name = segment.split(|b| *b == b';').next().unwrap_or_default();
+    matches!(name, b"." | b"..")
 }
 
 /// `segment` is `word` (any case), alone or followed by a byte that cannot
@@ -194,6 +234,14 @@ mod tests {
             "/app.json",
             "/app;v=1",
             "/app%00",
+            "/installation/x/..%2Ftoken",
+            "/x/..%2Finstallation/token",
+            "/installation/x/%252e%252e/token",
+            "/installation/x\\..\\token",
+            "/x/..%2Fapp/installations",
+            "/x/..%5Capp/installations/1/access_tokens",
+            "/x/y/..;v=1/..;v=1/app/hook",
+            "/installation/./token",
         ] {
             assert!(manages_the_credential(target), "{target}");
         }
@@ -215,6 +263,11 @@ mod tests {
             "/%2",
             "/%",
             "/a%pp",
+            "/repos/o/r/contents/.github",
+            "/repos/o/r/compare/a...b",
+            "/repos/o/r/contents/..x",
+            "/repos/o/r/..%2Fissues",
+            "/repos/acme/app/x%2F..%2F..%2Fother",
         ] {
             assert!(!manages_the_credential(target), "{target}");
         }

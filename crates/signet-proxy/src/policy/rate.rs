@@ -185,17 +185,7 @@ impl RateLimiter {
         };
         match self {
             RateLimiter::Local { buckets, epoch } => {
-                let now = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX / 2);
-                let Ok(mut buckets) = buckets.lock() else {
-                    return;
-                };
-                if let Some(tat) = buckets.get_mut(&client.name) {
-                    *tat = tat.saturating_sub(rate.interval_us());
-                    if *tat <= now {
-                        // As good as a bucket never used: a full burst.
-                        buckets.remove(&client.name);
-                    }
-                }
+                refund_local(buckets, *epoch, &client.name, rate);
             }
             RateLimiter::Redis {
                 connection,
@@ -203,17 +193,112 @@ impl RateLimiter {
                 timeout,
                 ..
             } => {
-                let mut connection = connection.clone();
-                let mut invocation = refund.key(format!("signet:rate:{}", client.name));
-                invocation.arg(rate.interval_us());
-                let refunded =
-                    tokio::time::timeout(*timeout, invocation.invoke_async::<u64>(&mut connection))
-                        .await;
-                if !matches!(refunded, Ok(Ok(_))) {
-                    tracing::debug!(client = %client.name, "rate token not refunded: Redis did not take it");
+                refund_redis(
+                    connection.clone(),
+                    refund.clone(),
+                    *timeout,
+                    client.name.clone(),
+                    rate,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// A guard for the token [`RateLimiter::check`] just took from
+    /// `client`: dropped, it gives the token back (see
+    /// [`RateLimiter::refund`]); [`Refund::keep`] keeps it. The pipeline
+    /// keeps it only once the proof's replay record is written, so every
+    /// refusal in between — the quota guard, a missing credential, the store
+    /// failing or finding a copy, or the client hanging up — gives it back:
+    /// copies of a captured proof refused there must not drain the bucket
+    /// of the client they were captured from. A guard, not a refund on each
+    /// `?`, so that a refusal added there later cannot forget it.
+    pub fn refund_unless_kept(&self, client: &std::sync::Arc<Client>) -> Refund<'_> {
+        Refund {
+            limiter: self,
+            client: client.rate.is_some().then(|| std::sync::Arc::clone(client)),
+        }
+    }
+}
+
+/// A taken rate token that goes back to its bucket on drop unless kept;
+/// made by [`RateLimiter::refund_unless_kept`].
+#[must_use = "dropped at once, the guard gives the token straight back"]
+pub struct Refund<'a> {
+    limiter: &'a RateLimiter,
+    client: Option<std::sync::Arc<Client>>,
+}
+
+impl Refund<'_> {
+    /// The request went on to spend its proof: the token stays taken.
+    pub fn keep(mut self) {
+        self.client = None;
+    }
+}
+
+impl Drop for Refund<'_> {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let Some(rate) = client.rate else {
+            return;
+        };
+        match self.limiter {
+            // At once, so the client's next request already sees it.
+            RateLimiter::Local { buckets, epoch } => {
+                refund_local(buckets, *epoch, &client.name, rate);
+            }
+            // Drop cannot wait on Redis: the refund runs beside, bounded by
+            // the command timeout like every other rate command.
+            RateLimiter::Redis {
+                connection,
+                refund,
+                timeout,
+                ..
+            } => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(refund_redis(
+                        connection.clone(),
+                        refund.clone(),
+                        *timeout,
+                        client.name.clone(),
+                        rate,
+                    ));
                 }
             }
         }
+    }
+}
+
+fn refund_local(buckets: &Mutex<HashMap<String, u64>>, epoch: Instant, name: &str, rate: Rate) {
+    let now = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX / 2);
+    let Ok(mut buckets) = buckets.lock() else {
+        return;
+    };
+    if let Some(tat) = buckets.get_mut(name) {
+        *tat = tat.saturating_sub(rate.interval_us());
+        if *tat <= now {
+            // As good as a bucket never used: a full burst.
+            buckets.remove(name);
+        }
+    }
+}
+
+async fn refund_redis(
+    mut connection: ConnectionManager,
+    refund: redis::Script,
+    timeout: Duration,
+    name: String,
+    rate: Rate,
+) {
+    let mut invocation = refund.key(format!("signet:rate:{name}"));
+    invocation.arg(rate.interval_us());
+    let refunded =
+        tokio::time::timeout(timeout, invocation.invoke_async::<u64>(&mut connection)).await;
+    if !matches!(refunded, Ok(Ok(_))) {
+        tracing::debug!(client = %name, "rate token not refunded: Redis did not take it");
     }
 }
 
@@ -256,6 +341,28 @@ mod tests {
             taken.push(limiter.check(&client).await.is_ok());
         }
         assert_eq!(taken, [true, true, false], "a burst of two, never more");
+    }
+
+    #[tokio::test]
+    async fn a_token_guard_dropped_unkept_gives_the_token_back_and_a_kept_one_does_not() {
+        let client = std::sync::Arc::new(Client {
+            name: "victim".to_owned(),
+            key: signet_core::SigningKey::from_bytes(&[7; 32]).verifying_key(),
+            key_id: String::new(),
+            purposes: None,
+            allow: None,
+            rate: Some(rate("1/hour")),
+            github: None,
+        });
+        let limiter = RateLimiter::local();
+        assert!(limiter.check(&client).await.is_ok());
+        drop(limiter.refund_unless_kept(&client));
+        assert!(limiter.check(&client).await.is_ok(), "given back on drop");
+        limiter.refund_unless_kept(&client).keep();
+        assert!(
+            limiter.check(&client).await.is_err(),
+            "kept: the bucket is empty"
+        );
     }
 
     #[test]

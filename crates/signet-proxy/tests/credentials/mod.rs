@@ -716,7 +716,6 @@ async fn eventually_status(
 /// forwarded while code search is exhausted, and so is the very path
 /// GitHub named `code_search` for, which the table calls `core`.
 #[tokio::test]
-#[ignore = "red team: a path GitHub charges to a known resource is not guarded when the table reads it otherwise"]
 async fn a_path_github_charged_to_an_exhausted_known_resource_is_guarded_however_the_table_reads_it(
 ) {
     let now = crate::support::NOW;

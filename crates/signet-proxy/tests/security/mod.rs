@@ -1308,7 +1308,6 @@ const CREDENTIAL_ENDPOINTS_BEHIND_DOT_SEGMENTS: [(&str, &str); 6] = [
 ];
 
 #[tokio::test]
-#[ignore = "red team: a dot-segment hidden behind %2F, %5C, \\ or a double encoding reaches the credential's routes"]
 async fn credential_endpoints_behind_an_encoded_dot_segment_are_refused_and_never_forwarded() {
     let env = Env::start().await;
     let mut forwarded = Vec::new();
@@ -1334,7 +1333,6 @@ async fn credential_endpoints_behind_an_encoded_dot_segment_are_refused_and_neve
 /// takes one of the victim's tokens, and is refused without a record: the
 /// victim's bucket drains, one log record each, attributed to the victim.
 #[tokio::test]
-#[ignore = "red team: copies of a proof refused by the quota guard each take a token of the victim's rate and are never recorded"]
 async fn copies_of_a_proof_refused_by_the_quota_guard_never_take_tokens_from_the_victims_rate() {
     let victim = Signer::new();
     let (env, _dir) = env_trusting_at_rate(&victim, "4/hour").await;
@@ -1366,7 +1364,6 @@ async fn copies_of_a_proof_refused_by_the_quota_guard_never_take_tokens_from_the
 /// bound (the proxy's port writes at most `--refusal-log-limit` records a
 /// second of refusals no verified key stands behind).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "red team: the admin API logs every unauthenticated refusal, unlimited"]
 async fn unauthenticated_admin_refusals_are_log_limited_like_the_proxy_ports() {
     let admin = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
     let admin_key = hex::encode(Signer::new().key().as_bytes());

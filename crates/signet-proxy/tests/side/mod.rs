@@ -338,10 +338,17 @@ fn churn(addr: SocketAddr, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) 
 /// kubelet's 1 s (connect timeouts, a few resets from evictions). The same
 /// flood against the proxy's own port leaves probes there all answered.
 ///
+/// The listener now evicts from the peer holding the most connections
+/// (`side::tests::a_full_listener_closes_a_connection_of_the_peer_holding_the_most_however_old_the_others_are`),
+/// which keeps probes from another address in; here the flood and the
+/// probes share 127.0.0.1, and the accept queue itself overflows, so this
+/// still misses probes (9 of 24 on a 2-core machine): a stress test of the
+/// accept rate, not of the eviction choice.
+///
 /// Run with `cargo test -p signet-proxy --test proxy -- --ignored
 /// --nocapture side::probes_are_answered_through`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "red team: a connection flood (nothing sent) makes the metrics listener miss about half the probes"]
+#[ignore = "stress test: a connection flood from the probes' own address overflows the metrics listener's accept queue"]
 async fn probes_are_answered_through_a_connection_flood_on_the_metrics_listener() {
     let proxy = SideBinary::start().await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -46,8 +46,8 @@ pub const MAX_HOLD: u64 = 3600;
 /// holds are kept, and that answer is only logged.
 pub const MAX_RESOURCES: usize = 64;
 
-/// Most request paths remembered for resources [`resource_of`] does not
-/// know; once full, no more are learned.
+/// Most request paths remembered for a resource other than the one
+/// [`resource_of`] reads them as; once full, no more are learned.
 pub const MAX_LEARNED_PATHS: usize = 256;
 
 /// Longest path remembered for such a resource.
@@ -95,8 +95,8 @@ struct State {
     exhausted_until: HashMap<String, u64>,
     /// Unix second until which every request is held back.
     secondary_until: u64,
-    /// Path → a resource [`resource_of`] does not know, as GitHub named it
-    /// for that path (at most [`MAX_LEARNED_PATHS`] entries).
+    /// Path → the resource GitHub named for it, where [`resource_of`] reads
+    /// the path otherwise (at most [`MAX_LEARNED_PATHS`] entries).
     learned: HashMap<String, String>,
 }
 
@@ -130,22 +130,25 @@ impl State {
     }
 
     /// The resource GitHub charges a request for `target` to.
+    /// What GitHub last named for this path wins over the table, whatever
+    /// the table reads it as: GitHub charges the request, not our table.
     fn resource_for<'a>(&'a self, target: &str) -> &'a str {
-        match resource_of(target) {
-            "core" => self
-                .learned
-                .get(path_of(target))
-                .map_or("core", String::as_str),
-            resource => resource,
+        if self.learned.is_empty() {
+            return resource_of(target);
         }
+        self.learned
+            .get(path_of(target))
+            .map_or_else(|| resource_of(target), String::as_str)
     }
 
-    /// GitHub named `resource` for `target`: when the table does not know
-    /// that resource, remember the path (bounded), so the hold applies to it;
-    /// when it does, forget what was remembered (GitHub's latest word wins).
+    /// GitHub named `resource` for `target`: when the table reads the path
+    /// otherwise (a resource it does not know, or a known one it maps
+    /// elsewhere, like `code_search` for a path it reads as `core`),
+    /// remember the path (bounded), so the hold applies to it; when the
+    /// table agrees, forget what was remembered (GitHub's latest word wins).
     fn learn(&mut self, target: &str, resource: &str) {
         let path = path_of(target);
-        if KNOWN.contains(&resource) {
+        if resource_of(target) == resource {
             if !self.learned.is_empty() {
                 self.learned.remove(path);
             }
@@ -183,7 +186,9 @@ fn path_of(target: &str) -> &str {
 /// audit log and its streams); `core` for everything else.
 pub fn resource_of(target: &str) -> &'static str {
     let path = path_of(target);
-    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    // Empty segments are skipped, as GitHub's router does: `/search/code/`
+    // and `//search/code` are code search too.
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
         ["search", "code"] => "code_search",
         ["search", ..] => "search",
@@ -403,11 +408,26 @@ mod tests {
     }
 
     #[test]
+    fn a_path_github_names_a_known_resource_for_is_learned_when_the_table_reads_it_otherwise() {
+        let mut state = State::default();
+        state.learn("/limit/x?n=1", "code_search");
+        assert_eq!(state.resource_for("/limit/x?n=2"), "code_search");
+        // The table agrees: nothing to remember, and what was is forgotten.
+        state.learn("/search/code", "code_search");
+        assert!(!state.learned.contains_key("/search/code"));
+        state.learn("/limit/x", "core");
+        assert_eq!(state.resource_for("/limit/x"), "core");
+        assert!(state.learned.is_empty());
+    }
+
+    #[test]
     fn resources_follow_githubs_names() {
         assert_eq!(resource_of("/search/issues?q=x"), "search");
         assert_eq!(resource_of("/graphql"), "graphql");
         assert_eq!(resource_of("/repos/o/r"), "core");
         assert_eq!(resource_of("/searching"), "core");
+        assert_eq!(resource_of("/search/code/"), "code_search");
+        assert_eq!(resource_of("//search//code?q=x"), "code_search");
         for (target, resource) in [
             ("/search/code?q=x", "code_search"),
             ("/search/repositories?q=x", "search"),
