@@ -298,7 +298,7 @@ impl Proxy {
 
         // A fresh entry is answered now; an identical GET already in flight
         // is waited for instead of asked again.
-        let (lookup, leader) = match self
+        let lookup = match self
             .cache
             .plan(lookup, &parts.method, self.upstream_timeout)
             .await
@@ -307,8 +307,13 @@ impl Proxy {
                 log.cache(outcome);
                 return Ok(self.cache.answer(&entry, outcome, head));
             }
-            Plan::Forward(lookup, leader) => (lookup, leader),
+            Plan::Forward(lookup) => lookup,
         };
+        // The client's share of the upstream slots, then a slot, before this
+        // request may lead identical ones: waiting for its own client's
+        // share, it must hold back no other client's `GET`.
+        let slot = self.forwarder.slot(&client.name).await?;
+        let leader = self.cache.lead(&lookup, &parts.method);
         let method = parts.method.clone();
         lookup.add_validators(&mut parts.headers);
         // A write may change what any GET returns, whether its answer comes
@@ -320,7 +325,7 @@ impl Proxy {
         let forwarding = Instant::now();
         let response = self
             .forwarder
-            .forward(&verified, &client.name, &credential, parts, target, body)
+            .forward(&verified, slot, &credential, parts, target, body)
             .await?;
         self.metrics.stage("upstream", forwarding.elapsed());
         self.metrics

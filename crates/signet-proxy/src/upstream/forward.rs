@@ -163,14 +163,14 @@ impl Forwarder {
     ///
     /// `_verified` is the evidence: only [`CheckedProof::verify`] makes a
     /// [`VerifiedProof`], so nothing can reach the token without one.
-    /// `client` is the verified client's name, whose share of the upstream
-    /// slots the request takes.
+    /// `slot` is the request's place upstream, taken with [`Forwarder::slot`]
+    /// (before the cache makes it the leader of identical requests).
     ///
     /// [`CheckedProof::verify`]: signet_core::CheckedProof::verify
     pub async fn forward(
         &self,
         _verified: &VerifiedProof,
-        client: &str,
+        slot: UpstreamSlot,
         credential: &Current,
         mut parts: request::Parts,
         target: &str,
@@ -200,7 +200,6 @@ impl Forwarder {
         *request.uri_mut() = uri;
         *request.headers_mut() = parts.headers;
 
-        let slot = self.slot(client).await?;
         let client = self.pools.client(&self.client);
         let response = tokio::time::timeout(self.timeout, client.request(request))
             .await
@@ -269,7 +268,7 @@ impl Forwarder {
     /// a client beyond it waits for one of its own slots while holding none
     /// of the others', so it cannot starve them; then, beyond the
     /// concurrency GitHub tolerates, a slot.
-    async fn slot(&self, client: &str) -> Result<UpstreamSlot, Refusal> {
+    pub async fn slot(&self, client: &str) -> Result<UpstreamSlot, Refusal> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let busy = |why: &str| {
             Refusal::new(ErrorCode::UpstreamBusy).with_detail(format!(

@@ -63,7 +63,7 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use tokio::sync::watch;
 
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, ReadAheadBudget, Reservation};
 use crate::observe::metrics::Metrics;
 use crate::upstream::credentials::Current;
 use crate::upstream::scope::GitHubScope;
@@ -328,8 +328,8 @@ impl Lookup {
 pub enum Plan {
     /// Answer from the cache.
     Answer(Arc<Entry>, Outcome),
-    /// Forward; `leader` is set when identical requests wait on this one.
-    Forward(Lookup, Option<Leader>),
+    /// Forward (leading identical requests if [`Cache::lead`] says so).
+    Forward(Lookup),
 }
 
 type Entries = quick_cache::sync::Cache<
@@ -357,6 +357,8 @@ struct Inner {
     entries: Entries,
     /// Largest single entry, everything it holds weighed.
     max_entry: u64,
+    /// What recordings may hold before their answers are stored.
+    read_ahead: ReadAheadBudget,
     /// Ended by every write that may have reached GitHub.
     epoch: AtomicU64,
     inflight: Mutex<HashMap<Key, watch::Receiver<Flight>>>,
@@ -412,6 +414,10 @@ impl Cache {
             inner: Some(Arc::new(Inner {
                 entries,
                 max_entry: (size / 8).min(16 * 1024 * 1024),
+                // Two largest entries at once at the least: a quarter of
+                // the cache, so the process holds at most 1.25 times
+                // `--cache-size` of answers, stored or on their way.
+                read_ahead: ReadAheadBudget::new(size / 4),
                 epoch: AtomicU64::new(0),
                 inflight: Mutex::new(HashMap::new()),
                 metrics,
@@ -509,38 +515,25 @@ impl Cache {
     }
 
     /// After the replay record: answer a fresh entry, or wait for an
-    /// identical request already in flight, or lead one.
+    /// identical request already in flight. It never makes this request a
+    /// leader: that is [`Cache::lead`], once the request holds its upstream
+    /// slot. A request that led while still waiting for its client's share
+    /// would hold every other client's identical `GET` back for as long as
+    /// its own client kept its share busy (up to `--upstream-timeout`).
     pub async fn plan(&self, lookup: Lookup, method: &Method, wait: Duration) -> Plan {
         let key = match &lookup {
             Lookup::Fresh(entry) => return Plan::Answer(Arc::clone(entry), Outcome::Hit),
             Lookup::Miss(pending) | Lookup::Stale(pending, _) if *method == Method::GET => {
                 pending.key.clone()
             }
-            _ => return Plan::Forward(lookup, None),
+            _ => return Plan::Forward(lookup),
         };
         let Some(inner) = &self.inner else {
-            return Plan::Forward(lookup, None);
+            return Plan::Forward(lookup);
         };
-        let waiting = {
-            let Ok(mut inflight) = inner.inflight.lock() else {
-                return Plan::Forward(lookup, None);
-            };
-            match inflight.get(&key) {
-                Some(receiver) => Some(receiver.clone()),
-                None => {
-                    let (sender, receiver) = watch::channel(None);
-                    inflight.insert(key.clone(), receiver);
-                    drop(inflight);
-                    return Plan::Forward(
-                        lookup,
-                        Some(Leader {
-                            key,
-                            sender,
-                            inner: Arc::clone(inner),
-                        }),
-                    );
-                }
-            }
+        let waiting = match inner.inflight.lock() {
+            Ok(inflight) => inflight.get(&key).cloned(),
+            Err(_) => None,
         };
         if let Some(mut receiver) = waiting {
             let done = tokio::time::timeout(wait, receiver.wait_for(Option::is_some)).await;
@@ -552,9 +545,34 @@ impl Cache {
                 return inner.after_flight(lookup, entry);
             }
         }
-        // The leader's answer could not be stored (or took too long): ask
-        // GitHub ourselves.
-        Plan::Forward(lookup, None)
+        // Nothing in flight, or the flight's answer could not be stored (or
+        // took too long): ask GitHub ourselves.
+        Plan::Forward(lookup)
+    }
+
+    /// Makes a request about to be sent (its upstream slot in hand) the
+    /// leader of identical `GET`s, unless one is already in flight (one
+    /// that started while this one waited for its slot: both are sent).
+    pub fn lead(&self, lookup: &Lookup, method: &Method) -> Option<Leader> {
+        let key = match lookup {
+            Lookup::Miss(pending) | Lookup::Stale(pending, _) if *method == Method::GET => {
+                pending.key.clone()
+            }
+            _ => return None,
+        };
+        let inner = self.inner.as_ref()?;
+        let mut inflight = inner.inflight.lock().ok()?;
+        if inflight.contains_key(&key) {
+            return None;
+        }
+        let (sender, receiver) = watch::channel(None);
+        inflight.insert(key.clone(), receiver);
+        drop(inflight);
+        Some(Leader {
+            key,
+            sender,
+            inner: Arc::clone(inner),
+        })
     }
 
     /// Turns GitHub's answer into the client's, with how the cache answered
@@ -641,6 +659,7 @@ impl Cache {
             epoch: pending.epoch,
             chunks: Vec::new(),
             len: 0,
+            held: inner.read_ahead.reservation(),
             leader,
         };
         let response = response.map(|body| body.recorded(recorder));
@@ -692,19 +711,19 @@ impl Inner {
         let (pending, stored) = match lookup {
             Lookup::Miss(pending) => (pending, None),
             Lookup::Stale(pending, stored) => (pending, Some(stored)),
-            other => return Plan::Forward(other, None),
+            other => return Plan::Forward(other),
         };
         if !entry.matches_vary(&pending.forwarded) {
             let lookup = match stored {
                 Some(stored) => Lookup::Stale(pending, stored),
                 None => Lookup::Miss(pending),
             };
-            return Plan::Forward(lookup, None);
+            return Plan::Forward(lookup);
         }
         if entry.epoch == self.epoch.load(Ordering::Acquire) {
             return Plan::Answer(entry, Outcome::Hit);
         }
-        Plan::Forward(Lookup::Stale(pending, entry), None)
+        Plan::Forward(Lookup::Stale(pending, entry))
     }
 }
 
@@ -910,6 +929,8 @@ pub struct Recorder {
     len: u64,
     /// The weight of everything the entry holds but its body.
     fixed: u64,
+    /// The read-ahead budget for `chunks` (and the client's queue of them).
+    held: Reservation,
     leader: Option<Leader>,
 }
 
@@ -923,14 +944,15 @@ impl std::fmt::Debug for Recorder {
 
 impl Recorder {
     /// A chunk arrived from GitHub. `false` once the answer is too large to
-    /// keep: nothing more is collected, and the requests waiting for it are
-    /// released at once, to ask GitHub themselves.
+    /// keep, or the read-ahead budget has no room for it: nothing more is
+    /// collected, and the requests waiting for it are released at once, to
+    /// ask GitHub themselves.
     pub fn push(&mut self, chunk: &Bytes) -> bool {
         if self.template.is_none() {
             return false;
         }
         let len = self.len + chunk.len() as u64;
-        if self.fixed + len > self.inner.max_entry {
+        if self.fixed + len > self.inner.max_entry || !self.held.cover(len) {
             self.template = None;
             self.chunks = Vec::new();
             self.leader = None;
@@ -939,6 +961,12 @@ impl Recorder {
         self.len = len;
         self.chunks.push(chunk.clone());
         true
+    }
+
+    /// Its share of the read-ahead budget, to be held until the client has
+    /// taken what was read ahead.
+    pub fn release(&mut self) -> Reservation {
+        self.held.take()
     }
 
     /// The body ended whole: store it and tell the waiting requests.
