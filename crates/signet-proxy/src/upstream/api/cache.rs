@@ -44,8 +44,11 @@
 //! answered from it when it matches their own `Vary` values and no write
 //! ended since it was sent (else they revalidate it or go to GitHub). The
 //! body is read from GitHub ahead of the first client, up to the entry
-//! limit, so a client that reads slowly holds back nobody else; once the
-//! answer cannot be stored, the others are released at once.
+//! limit and within a read-ahead budget (a quarter of the size), so a client
+//! that reads slowly holds back nobody else; once the answer cannot be
+//! stored, the others are released at once. A request leads only once it
+//! holds its upstream slot ([`Cache::lead`]), and what was read ahead keeps
+//! that slot until its client has taken it.
 //!
 //! The cache and its write epoch are per process (per replica).
 
