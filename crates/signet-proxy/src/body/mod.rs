@@ -26,6 +26,10 @@ pub trait Tap: Send + 'static {
     fn push(&mut self, chunk: &Bytes) -> bool;
     /// The body ended whole.
     fn finish(&mut self);
+    /// What the tap holds of the [`ReadAheadBudget`], handed over (the tap
+    /// keeps nothing): it stays counted until the client has taken the
+    /// bytes read ahead of it.
+    fn release(&mut self) -> Reservation;
 }
 
 /// What a streamed response holds until its body ends: the upstream
@@ -73,7 +77,7 @@ struct Streamed {
     waiting: bool,
     /// The request's upstream slot (and its client's share), held until the
     /// body ends.
-    _slot: Option<Held>,
+    slot: Option<Held>,
 }
 
 impl Streamed {
@@ -104,14 +108,23 @@ impl Streamed {
 /// A recorded body: a task reads the upstream ahead of the client, so the
 /// cache stores the answer (and releases the requests waiting for it) at
 /// GitHub's pace, not at the pace of the one client that asked first. It
-/// reads ahead at most one entry's worth (the recorder gives up past the
-/// entry limit); from there the rest is streamed at the client's pace, as
-/// any body. Capping the waiters' wait instead would have sent every
-/// identical request to GitHub behind a slow reader, and held the upstream
-/// slot for as long as that reader liked.
+/// reads ahead only while the recorder keeps the body: at most one entry's
+/// worth, and only with room in the process-wide [`ReadAheadBudget`] for
+/// every byte it holds; past either, the recorder gives up (the waiting
+/// requests are released at once) and the rest is streamed at the client's
+/// pace, as any body. Capping the waiters' wait instead would have sent every
+/// identical request to GitHub behind a slow reader.
+///
+/// What was read ahead stays the client's to drain: the upstream slot and
+/// the client's share are held here until the client has taken the whole
+/// body (or left), not given back when GitHub's body ends. So a client's
+/// slow readers hold at most its share of answers in memory, and all
+/// clients' together at most the budget, never one entry per connection.
 #[derive(Debug)]
 struct ReadAhead {
     frames: mpsc::UnboundedReceiver<Ahead>,
+    /// The request's upstream slot, held until the client drained the body.
+    slot: Option<Held>,
     /// The rest of the upstream body, once the recorder gave up.
     rest: Option<Box<Streamed>>,
     ended: bool,
@@ -121,14 +134,17 @@ struct ReadAhead {
 }
 
 /// What the read-ahead task passes on. The queue holds at most what the
-/// recorder holds (one entry's worth), shared, not copied.
+/// recorder holds (one entry's worth, within the budget), shared, not
+/// copied. The last message carries the recorder's [`Reservation`]: the
+/// bytes queued stay counted until the client has taken them all.
 #[derive(Debug)]
 enum Ahead {
     Frame(Frame<Bytes>),
-    Failed(BoxError),
-    /// Too large to keep: the client reads the rest from the upstream.
-    Rest(Box<Streamed>),
-    End,
+    Failed(BoxError, Reservation),
+    /// Too large to keep, or no room left in the budget: the client reads
+    /// the rest from the upstream.
+    Rest(Box<Streamed>, Reservation),
+    End(Reservation),
 }
 
 impl Drop for ReadAhead {
@@ -141,29 +157,38 @@ impl ReadAhead {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             if let Some(rest) = &mut self.rest {
-                return rest.poll_upstream(cx);
+                let frame = rest.poll_upstream(cx);
+                if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+                    self.slot = None;
+                }
+                return frame;
             }
             if self.ended {
                 return Poll::Ready(None);
             }
             return match std::task::ready!(self.frames.poll_recv(cx)) {
                 Some(Ahead::Frame(frame)) => Poll::Ready(Some(Ok(frame))),
-                Some(Ahead::Rest(rest)) => {
+                // The last message: the queue is drained, so what was read
+                // ahead no longer counts against the budget.
+                Some(Ahead::Rest(rest, _drained)) => {
                     self.rest = Some(rest);
                     continue;
                 }
-                Some(Ahead::End) => {
+                Some(Ahead::End(_drained)) => {
                     self.ended = true;
+                    self.slot = None;
                     Poll::Ready(None)
                 }
-                Some(Ahead::Failed(error)) => {
+                Some(Ahead::Failed(error, _drained)) => {
                     self.ended = true;
+                    self.slot = None;
                     Poll::Ready(Some(Err(error)))
                 }
                 // The task ended without a word: a body cut short must
                 // never look whole.
                 None => {
                     self.ended = true;
+                    self.slot = None;
                     Poll::Ready(Some(Err(Box::new(ReadAheadLost))))
                 }
             };
@@ -184,13 +209,14 @@ async fn read_ahead(
             Some(Err(error)) => {
                 // The recorder goes unstored; the waiting requests are
                 // released as it drops.
+                let held = recorder.release();
                 drop(recorder);
-                let _ = frames.send(Ahead::Failed(error));
+                let _ = frames.send(Ahead::Failed(error, held));
                 return;
             }
             None => {
                 recorder.finish();
-                let _ = frames.send(Ahead::End);
+                let _ = frames.send(Ahead::End(recorder.release()));
                 return;
             }
         };
@@ -204,11 +230,12 @@ async fn read_ahead(
             return;
         }
         if end {
-            let _ = frames.send(Ahead::End);
+            let _ = frames.send(Ahead::End(recorder.release()));
             return;
         }
         if !recording {
-            let _ = frames.send(Ahead::Rest(Box::new(streamed)));
+            let held = recorder.release();
+            let _ = frames.send(Ahead::Rest(Box::new(streamed), held));
             return;
         }
     }
@@ -230,26 +257,31 @@ impl ProxyBody {
             stall_limit,
             stall: Box::pin(tokio::time::sleep(stall_limit)),
             waiting: false,
-            _slot: slot,
+            slot,
         }))
     }
 
     /// The same body, kept for the cache (stored only if it ends whole):
-    /// read from the upstream ahead of the client, up to the entry limit.
-    /// In-memory bodies are unchanged; outside a runtime, nothing is kept.
+    /// read from the upstream ahead of the client, up to the entry limit and
+    /// within the read-ahead budget. In-memory bodies are unchanged; outside
+    /// a runtime, nothing is kept.
     pub fn recorded(self, recorder: impl Tap) -> Self {
         match self.0 {
-            Kind::Streamed(streamed) => {
+            Kind::Streamed(mut streamed) => {
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                     return ProxyBody(Kind::Streamed(streamed));
                 };
                 let size = streamed.body.size_hint();
+                // The slot stays with the client's side: GitHub's body may
+                // end long before the client has taken it.
+                let slot = streamed.slot.take();
                 let (sender, frames) = mpsc::unbounded_channel();
                 let task = runtime
                     .spawn(read_ahead(streamed, Box::new(recorder), sender))
                     .abort_handle();
                 ProxyBody(Kind::ReadAhead(ReadAhead {
                     frames,
+                    slot,
                     rest: None,
                     ended: false,
                     size,
@@ -362,6 +394,91 @@ impl BodyBudget {
     }
 }
 
+/// A process-wide limit on the bytes of upstream answers held for the cache
+/// before they are stored: what recorders have collected and what was read
+/// ahead of clients that have not taken it yet (the same bytes, shared).
+/// Neither is weighed by the cache, and a client that reads slowly chooses
+/// how long they are held. Past the budget a recorder gives up (the answer
+/// is streamed at its client's pace and not kept), so a full budget costs
+/// coalescing and caching of new answers, never memory. Never waited for.
+#[derive(Debug, Clone)]
+pub struct ReadAheadBudget {
+    units: Arc<Semaphore>,
+}
+
+impl ReadAheadBudget {
+    /// A budget of `bytes` (rounded up to whole KiB).
+    pub fn new(bytes: u64) -> Self {
+        let units = usize::try_from(bytes.div_ceil(UNIT))
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        ReadAheadBudget {
+            units: Arc::new(Semaphore::new(units)),
+        }
+    }
+
+    /// Bytes not held by any recording right now.
+    #[cfg(test)]
+    fn available(&self) -> u64 {
+        self.units.available_permits() as u64 * UNIT
+    }
+
+    /// An empty reservation, grown with [`Reservation::cover`].
+    pub fn reservation(&self) -> Reservation {
+        Reservation {
+            units: Arc::clone(&self.units),
+            permit: None,
+            reserved: 0,
+        }
+    }
+}
+
+/// One recording's share of the [`ReadAheadBudget`], given back when
+/// dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    units: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// Units held.
+    reserved: u64,
+}
+
+impl Reservation {
+    /// Grows to cover `bytes` in all, doubling from 16 KiB (so a large body
+    /// takes a few reservations, not one per chunk), never waiting: `false`
+    /// when the budget has no room left.
+    pub fn cover(&mut self, bytes: u64) -> bool {
+        let needed = bytes.div_ceil(UNIT);
+        if needed <= self.reserved {
+            return true;
+        }
+        let doubled = needed.max(self.reserved * 2).max(GROWTH / UNIT);
+        for units in [doubled, needed] {
+            let Ok(more) = u32::try_from(units - self.reserved) else {
+                continue;
+            };
+            if let Ok(permit) = Arc::clone(&self.units).try_acquire_many_owned(more) {
+                match &mut self.permit {
+                    Some(held) => held.merge(permit),
+                    None => self.permit = Some(permit),
+                }
+                self.reserved = units;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Moves what is held into a new reservation, leaving this one empty.
+    pub fn take(&mut self) -> Reservation {
+        Reservation {
+            units: Arc::clone(&self.units),
+            permit: self.permit.take(),
+            reserved: std::mem::take(&mut self.reserved),
+        }
+    }
+}
+
 /// A request body held in memory, with its share of the [`BodyBudget`]
 /// (given back when this is dropped).
 #[derive(Debug)]
@@ -460,6 +577,24 @@ pub async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_ahead_reservation_grows_by_doubling_within_the_budget() {
+        let budget = ReadAheadBudget::new(100 * 1024);
+        let mut first = budget.reservation();
+        assert!(first.cover(1));
+        assert_eq!(budget.available(), 84 * 1024, "16 KiB to start");
+        assert!(first.cover(20 * 1024));
+        assert_eq!(budget.available(), 68 * 1024, "doubled");
+        let mut second = budget.reservation();
+        assert!(second.cover(60 * 1024));
+        assert!(!second.cover(70 * 1024), "past the budget");
+        assert!(first.cover(24 * 1024), "what is held still covers");
+        let moved = first.take();
+        assert!(first.cover(1) && !first.cover(16 * 1024));
+        drop((first, moved, second));
+        assert_eq!(budget.available(), 100 * 1024, "all given back");
+    }
 
     #[test]
     fn the_budget_refuses_at_once_and_gives_room_back() {

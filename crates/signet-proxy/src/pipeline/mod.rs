@@ -368,6 +368,12 @@ impl Proxy {
             }
             Plan::Forward(flight) => flight,
         };
+        // The client's share of the upstream slots, then a slot, before this
+        // request may lead identical ones: waiting for its own client's
+        // share, it must hold back no other client's `GET`.
+        let slot = self.forwarder.slot(&client.name).await?;
+        let mut flight = flight;
+        self.cache.lead(&mut flight);
         flight.add_validators(&mut parts.headers);
         // A write may change what any GET returns, whether its answer comes
         // back or not: held across the forward, this makes every stored
@@ -380,7 +386,7 @@ impl Proxy {
             .forwarder
             .forward(Outgoing {
                 proof: &proof,
-                client: &client.name,
+                slot,
                 credential: &credential,
                 parts,
                 target: route.target,

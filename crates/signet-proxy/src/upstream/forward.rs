@@ -28,6 +28,7 @@ use crate::refusal::Refusal;
 use crate::upstream::api::links::LinkRewriter;
 use crate::upstream::credentials::{Credentials, Current};
 use crate::upstream::pool::Pools;
+use crate::upstream::service::UpstreamSlot;
 use crate::upstream::service::{Rendering, Service};
 
 /// Request headers a client may not pass upstream, besides the hop-by-hop set.
@@ -161,7 +162,7 @@ impl Forwarder {
     pub async fn forward(&self, outgoing: Outgoing<'_>) -> Result<Response<ProxyBody>, Refusal> {
         let Outgoing {
             proof: _,
-            client,
+            slot,
             credential,
             mut parts,
             target,
@@ -192,7 +193,6 @@ impl Forwarder {
         *request.uri_mut() = uri;
         *request.headers_mut() = parts.headers;
 
-        let slot = self.api.slot(client).await?;
         let client = self.pools.client(&self.client);
         let response = tokio::time::timeout(self.timeout, client.request(request))
             .await
@@ -256,6 +256,12 @@ impl Forwarder {
         ))
     }
 
+    /// A place upstream for one of `client`'s requests: its client's share
+    /// first, then a slot, within one `--upstream-timeout`.
+    pub async fn slot(&self, client: &str) -> Result<UpstreamSlot, Refusal> {
+        self.api.slot(client).await
+    }
+
     /// The token a client's requests go out with: the installation's (or
     /// the static one), or the one minted for the client's `github` scope.
     pub async fn credential(&self, scope: Option<&GitHubScope>) -> Result<Arc<Current>, Refusal> {
@@ -283,9 +289,10 @@ pub struct Outgoing<'a> {
     ///
     /// [`CheckedProof::verify`]: signet_core::CheckedProof::verify
     pub proof: &'a VerifiedProof,
-    /// The verified client's name, whose share of the upstream slots the
-    /// request takes.
-    pub client: &'a str,
+    /// The request's place upstream (its client's share, then a slot),
+    /// taken with [`Forwarder::slot`] before the cache may make it the
+    /// leader of identical requests.
+    pub slot: UpstreamSlot,
     /// The token it goes out with.
     pub credential: &'a Current,
     /// The request's head, rewritten for the upstream on the way.

@@ -44,8 +44,11 @@
 //! answered from it when it matches their own `Vary` values and no write
 //! ended since it was sent (else they revalidate it or go to GitHub). The
 //! body is read from GitHub ahead of the first client, up to the entry
-//! limit, so a client that reads slowly holds back nobody else; once the
-//! answer cannot be stored, the others are released at once.
+//! limit and within a read-ahead budget (a quarter of the size), so a client
+//! that reads slowly holds back nobody else; once the answer cannot be
+//! stored, the others are released at once. A request leads only once it
+//! holds its upstream slot ([`Cache::lead`]), and what was read ahead keeps
+//! that slot until its client has taken it.
 //!
 //! The cache and its write epoch are per process (per replica).
 
@@ -63,7 +66,7 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use tokio::sync::watch;
 
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, ReadAheadBudget, Reservation};
 use crate::grants::GitHubScope;
 use crate::observe::metrics::Metrics;
 use crate::upstream::credentials::Current;
@@ -365,6 +368,8 @@ struct Inner {
     epoch: AtomicU64,
     inflight: Mutex<HashMap<Key, watch::Receiver<Flight>>>,
     metrics: Arc<Metrics>,
+    /// What recordings may hold before their answers are stored.
+    read_ahead: ReadAheadBudget,
 }
 
 /// The cache, shared by every connection.
@@ -418,6 +423,10 @@ impl Cache {
                 max_entry: (size / 8).min(16 * 1024 * 1024),
                 epoch: AtomicU64::new(0),
                 inflight: Mutex::new(HashMap::new()),
+                // Two largest entries at once at the least: a quarter of
+                // the cache, so the process holds at most 1.25 times
+                // `--cache-size` of answers, stored or on their way.
+                read_ahead: ReadAheadBudget::new(size / 4),
                 metrics,
             })),
             key_host,
@@ -513,7 +522,11 @@ impl Cache {
     }
 
     /// After the replay record: answer a fresh entry, or wait for an
-    /// identical request already in flight, or lead one.
+    /// identical request already in flight. It never makes this request a
+    /// leader: that is [`Cache::lead`], once the request holds its upstream
+    /// slot. A request that led while still waiting for its client's share
+    /// would hold every other client's identical `GET` back for as long as
+    /// its own client kept its share busy (up to `--upstream-timeout`).
     pub async fn plan(&self, lookup: Lookup, method: &Method, wait: Duration) -> Plan {
         match self.planned(lookup, method, wait).await {
             Planned::Answer(entry, outcome) => Plan::Answer(entry, outcome),
@@ -536,26 +549,9 @@ impl Cache {
         let Some(inner) = &self.inner else {
             return Planned::Forward(lookup, None);
         };
-        let waiting = {
-            let Ok(mut inflight) = inner.inflight.lock() else {
-                return Planned::Forward(lookup, None);
-            };
-            match inflight.get(&key) {
-                Some(receiver) => Some(receiver.clone()),
-                None => {
-                    let (sender, receiver) = watch::channel(None);
-                    inflight.insert(key.clone(), receiver);
-                    drop(inflight);
-                    return Planned::Forward(
-                        lookup,
-                        Some(Leader {
-                            key,
-                            sender,
-                            inner: Arc::clone(inner),
-                        }),
-                    );
-                }
-            }
+        let waiting = match inner.inflight.lock() {
+            Ok(inflight) => inflight.get(&key).cloned(),
+            Err(_) => None,
         };
         if let Some(mut receiver) = waiting {
             let done = tokio::time::timeout(wait, receiver.wait_for(Option::is_some)).await;
@@ -567,9 +563,40 @@ impl Cache {
                 return inner.after_flight(lookup, entry);
             }
         }
-        // The leader's answer could not be stored (or took too long): ask
-        // GitHub ourselves.
+        // Nothing in flight, or the flight's answer could not be stored (or
+        // took too long): ask GitHub ourselves.
         Planned::Forward(lookup, None)
+    }
+
+    /// Makes a request about to be sent (its upstream slot in hand) the
+    /// leader of identical `GET`s, unless one is already in flight (one
+    /// that started while this one waited for its slot: both are sent).
+    pub fn lead(&self, forwarding: &mut Forwarding) {
+        let key = match &forwarding.lookup {
+            Lookup::Miss(pending) | Lookup::Stale(pending, _)
+                if forwarding.method == Method::GET =>
+            {
+                pending.key.clone()
+            }
+            _ => return,
+        };
+        let Some(inner) = self.inner.as_ref() else {
+            return;
+        };
+        let Ok(mut inflight) = inner.inflight.lock() else {
+            return;
+        };
+        if inflight.contains_key(&key) {
+            return;
+        }
+        let (sender, receiver) = watch::channel(None);
+        inflight.insert(key.clone(), receiver);
+        drop(inflight);
+        forwarding.leader = Some(Leader {
+            key,
+            sender,
+            inner: Arc::clone(inner),
+        });
     }
 
     /// Turns GitHub's answer into the client's, with how the cache answered
@@ -651,6 +678,7 @@ impl Cache {
                     [template.etag.as_ref(), template.last_modified.as_ref()],
                     &vary,
                 ),
+            held: inner.read_ahead.reservation(),
             inner: Arc::clone(inner),
             key: pending.key,
             template: Some(template),
@@ -929,6 +957,8 @@ pub struct Recorder {
     /// The weight of everything the entry holds but its body.
     fixed: u64,
     leader: Option<Leader>,
+    /// The read-ahead budget for `chunks` (and the client's queue of them).
+    held: Reservation,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -947,18 +977,25 @@ impl crate::body::Tap for Recorder {
     fn finish(&mut self) {
         Recorder::finish(self)
     }
+
+    /// Its share of the read-ahead budget, to be held until the client has
+    /// taken what was read ahead.
+    fn release(&mut self) -> Reservation {
+        self.held.take()
+    }
 }
 
 impl Recorder {
     /// A chunk arrived from GitHub. `false` once the answer is too large to
-    /// keep: nothing more is collected, and the requests waiting for it are
-    /// released at once, to ask GitHub themselves.
+    /// keep, or the read-ahead budget has no room for it: nothing more is
+    /// collected, and the requests waiting for it are released at once, to
+    /// ask GitHub themselves.
     pub fn push(&mut self, chunk: &Bytes) -> bool {
         if self.template.is_none() {
             return false;
         }
         let len = self.len + chunk.len() as u64;
-        if self.fixed + len > self.inner.max_entry {
+        if self.fixed + len > self.inner.max_entry || !self.held.cover(len) {
             self.template = None;
             self.chunks = Vec::new();
             self.leader = None;
