@@ -172,42 +172,13 @@ impl RateLimiter {
             .with_detail(format!("client {:?} over its rate limit", client.name)))
     }
 
-    /// Gives back the token [`RateLimiter::check`] took from `client` for a
-    /// request that turned out to be a replay (its record refused): a copy
-    /// of someone's proof is not their traffic. In GCRA a token is one
-    /// interval of the theoretical arrival time, so the refund moves it back
-    /// by one; tokens taken since are untouched, and the bucket never holds
-    /// more than its burst. Best effort: a refund Redis cannot take leaves
-    /// the token taken, so a failure never makes a bucket larger.
-    pub async fn refund(&self, client: &Client) {
-        let Some(rate) = client.rate else {
-            return;
-        };
-        match self {
-            RateLimiter::Local { buckets, epoch } => {
-                refund_local(buckets, *epoch, &client.name, rate);
-            }
-            RateLimiter::Redis {
-                connection,
-                refund,
-                timeout,
-                ..
-            } => {
-                refund_redis(
-                    connection.clone(),
-                    refund.clone(),
-                    *timeout,
-                    client.name.clone(),
-                    rate,
-                )
-                .await;
-            }
-        }
-    }
-
     /// A guard for the token [`RateLimiter::check`] just took from
-    /// `client`: dropped, it gives the token back (see
-    /// [`RateLimiter::refund`]); [`Refund::keep`] keeps it. The pipeline
+    /// `client`: dropped, it gives the token back; [`Refund::keep`] keeps
+    /// it. In GCRA a token is one interval of the theoretical arrival time,
+    /// so the refund moves it back by one; tokens taken since are untouched,
+    /// and the bucket never holds more than its burst. Best effort: a refund
+    /// Redis cannot take leaves the token taken, so a failure never makes a
+    /// bucket larger. The pipeline
     /// keeps it only once the proof's replay record is written, so every
     /// refusal in between — the quota guard, a missing credential, the store
     /// failing or finding a copy, or the client hanging up — gives it back:
@@ -315,7 +286,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refunded_token_can_be_taken_once_and_refunds_never_exceed_the_burst() {
-        let client = Client {
+        let client = std::sync::Arc::new(Client {
             name: "victim".to_owned(),
             key: signet_core::SigningKey::from_bytes(&[7; 32]).verifying_key(),
             key_id: String::new(),
@@ -323,18 +294,18 @@ mod tests {
             allow: None,
             rate: Some(rate("2/hour")),
             github: None,
-        };
+        });
         let limiter = RateLimiter::local();
         let mut taken = Vec::new();
         for _ in 0..3 {
             taken.push(limiter.check(&client).await.is_ok());
         }
         assert_eq!(taken, [true, true, false]);
-        limiter.refund(&client).await;
+        drop(limiter.refund_unless_kept(&client));
         assert!(limiter.check(&client).await.is_ok(), "the refunded token");
         assert!(limiter.check(&client).await.is_err(), "and only that one");
         for _ in 0..5 {
-            limiter.refund(&client).await;
+            drop(limiter.refund_unless_kept(&client));
         }
         let mut taken = Vec::new();
         for _ in 0..3 {
