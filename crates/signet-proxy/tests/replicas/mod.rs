@@ -164,27 +164,7 @@ async fn a_password_in_the_redis_url_is_used_and_a_wrong_one_fails_closed() {
 
 #[tokio::test]
 async fn a_client_rate_limit_is_shared_by_every_replica() {
-    let redis = RedisServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let keys = dir.path().join("keys.toml");
-    let bot = crate::support::Signer::new();
-    std::fs::write(
-        &keys,
-        format!(
-            "[[client]]\nname = \"bot\"\nkey = \"{}\"\nrate = \"3/min\"\n",
-            signet_core::public_key_hex(&bot.key())
-        ),
-    )
-    .expect("write");
-    let shared = |config: &mut signet_proxy::Config| {
-        config.redis_url = Some(RedisUrl::new(redis.url()));
-        config.master_keys.clear();
-        config.keys_file = Some(keys.clone());
-    };
-    let env = Env::start_with(shared).await;
-    let mut second = config(&env.upstream.url(), &env.signer);
-    shared(&mut second);
-    let replica = RunningProxy::start(&second).await;
+    let (_redis, _dir, bot, env, replica) = rate_limited_replicas("bot", "3/min").await;
     let signed = || Request::get("/user").proof(bot.sign("GET", "/user", b""));
     assert_eq!(env.send(&signed()).await.status, 200);
     assert_eq!(send(replica.addr, &signed()).await.status, 200);
@@ -311,27 +291,7 @@ async fn a_secondary_limit_one_replica_hit_holds_back_every_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_of_a_captured_proof_never_take_tokens_from_the_shared_rate() {
-    let redis = RedisServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let keys = dir.path().join("keys.toml");
-    let victim = crate::support::Signer::new();
-    std::fs::write(
-        &keys,
-        format!(
-            "[[client]]\nname = \"victim\"\nkey = \"{}\"\nrate = \"3/hour\"\n",
-            signet_core::public_key_hex(&victim.key())
-        ),
-    )
-    .expect("write");
-    let shared = |config: &mut signet_proxy::Config| {
-        config.redis_url = Some(RedisUrl::new(redis.url()));
-        config.master_keys.clear();
-        config.keys_file = Some(keys.clone());
-    };
-    let env = Env::start_with(shared).await;
-    let mut second = config(&env.upstream.url(), &env.signer);
-    shared(&mut second);
-    let replica = RunningProxy::start(&second).await;
+    let (_redis, _dir, victim, env, replica) = rate_limited_replicas("victim", "3/hour").await;
     let fresh = || Request::get("/user").proof(victim.sign("GET", "/user", b""));
 
     // A captured proof, replayed on both replicas.
@@ -428,4 +388,41 @@ async fn an_admin_proof_accepted_by_one_replica_is_refused_by_another() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_refused(&send(replica.addr, &signed()).await, ErrorCode::UnknownKey);
     assert_refused(&env.send(&signed()).await, ErrorCode::UnknownKey);
+}
+
+/// Two replicas sharing a real Redis, trusting one keys-file client `name`
+/// with `rate`: the Redis server, the keys file's directory, the client's
+/// signer, the first replica (with the upstream) and the second.
+async fn rate_limited_replicas(
+    name: &str,
+    rate: &str,
+) -> (
+    RedisServer,
+    tempfile::TempDir,
+    crate::support::Signer,
+    Env,
+    RunningProxy,
+) {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let signer = crate::support::Signer::new();
+    std::fs::write(
+        &keys,
+        format!(
+            "[[client]]\nname = \"{name}\"\nkey = \"{}\"\nrate = \"{rate}\"\n",
+            signet_core::public_key_hex(&signer.key())
+        ),
+    )
+    .expect("write");
+    let shared = |config: &mut signet_proxy::Config| {
+        config.redis_url = Some(RedisUrl::new(redis.url()));
+        config.master_keys.clear();
+        config.keys_file = Some(keys.clone());
+    };
+    let env = Env::start_with(shared).await;
+    let mut second = config(&env.upstream.url(), &env.signer);
+    shared(&mut second);
+    let replica = RunningProxy::start(&second).await;
+    (redis, dir, signer, env, replica)
 }
